@@ -1,0 +1,304 @@
+//! Handlers of the `/v1/timestamps` resource. Each turns raw request parts into domain values,
+//! asks the store, and shapes the JSON answer; every failure is an `ApiError`, which
+//! `problem.rs` turns into a response.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::{Reply, Response};
+
+use super::problem::{ApiError, BODY_LIMIT};
+use crate::domain::{Name, Timestamp, TimestampView};
+use crate::store::{Cursor, SetOutcome, Store};
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+/// Body of a PUT: exactly one of the two fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRequest {
+    timestamp: Option<String>,
+    epoch_ms: Option<serde_json::Number>,
+}
+
+#[derive(Serialize)]
+struct ListView {
+    items: Vec<TimestampView>,
+    next_cursor: Option<String>,
+}
+
+pub async fn get_one(raw_name: String, store: Store) -> Result<Response, ApiError> {
+    let name = Name::parse(&raw_name)?;
+    match store.get(&name).await? {
+        Some(timestamp) => Ok(json(&TimestampView::new(&name, timestamp), StatusCode::OK)),
+        None => Err(ApiError::NotFound(raw_name)),
+    }
+}
+
+pub async fn put_one<S, B>(
+    raw_name: String,
+    headers: HeaderMap,
+    body: S,
+    store: Store,
+) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let name = Name::parse(&raw_name)?;
+    let timestamp = match read_body(&headers, body).await? {
+        None => Timestamp::now(),
+        Some(body) => parse_set_request(&headers, &body)?,
+    };
+    let view = TimestampView::new(&name, timestamp);
+    Ok(match store.set(&name, timestamp).await? {
+        SetOutcome::Replaced => json(&view, StatusCode::OK),
+        SetOutcome::Created => {
+            let mut response = json(&view, StatusCode::CREATED);
+            // Names are drawn from an alphabet that is valid in a header and a path as is.
+            if let Ok(location) = HeaderValue::from_str(&format!("/v1/timestamps/{name}")) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+    })
+}
+
+pub async fn delete_one(raw_name: String, store: Store) -> Result<Response, ApiError> {
+    let name = Name::parse(&raw_name)?;
+    if store.delete(&name).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound(raw_name))
+    }
+}
+
+pub async fn list(raw_query: String, store: Store) -> Result<Response, ApiError> {
+    let (limit, cursor) = parse_list_query(&raw_query)?;
+    let page = store.list(limit, cursor).await?;
+    let view = ListView {
+        items: page
+            .items
+            .iter()
+            .map(|(name, timestamp)| TimestampView::new(name, *timestamp))
+            .collect(),
+        next_cursor: page.next.as_ref().map(Cursor::encode),
+    };
+    Ok(json(&view, StatusCode::OK))
+}
+
+/// `None` when the request has no body: neither Content-Length nor Transfer-Encoding, as
+/// `curl -X PUT` sends, or a Content-Length of 0.
+async fn read_body<S, B>(headers: &HeaderMap, body: S) -> Result<Option<Bytes>, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(ApiError::LengthRequired);
+    }
+    // hyper has already refused a malformed Content-Length with its own 400.
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    if length == 0 {
+        return Ok(None);
+    }
+    if length > BODY_LIMIT {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut collected = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::InvalidJson(format!("the body could not be read: {error}"))
+        })?;
+        collected.extend_from_slice(chunk.chunk());
+    }
+    Ok(Some(collected.freeze()))
+}
+
+fn parse_set_request(headers: &HeaderMap, body: &[u8]) -> Result<Timestamp, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let request: SetRequest =
+        serde_json::from_slice(body).map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidField(error.to_string()),
+            _ => ApiError::InvalidJson(error.to_string()),
+        })?;
+    match (request.timestamp, request.epoch_ms) {
+        (Some(text), None) => Ok(Timestamp::parse_rfc3339(&text)?),
+        (None, Some(number)) => match number.as_i64() {
+            Some(ms) => Ok(Timestamp::from_epoch_ms(ms)?),
+            None if number.is_u64() => Ok(Timestamp::from_epoch_ms(i64::MAX)?),
+            None => Err(ApiError::InvalidField(format!(
+                "epoch_ms must be an integer, not {number}"
+            ))),
+        },
+        _ => Err(ApiError::InvalidField(
+            "give exactly one of `timestamp` and `epoch_ms`".into(),
+        )),
+    }
+}
+
+fn parse_list_query(raw: &str) -> Result<(usize, Cursor), ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|error| ApiError::InvalidQuery(error.to_string()))?;
+    let (mut limit, mut cursor) = (None, None);
+    for (key, value) in pairs {
+        match key.as_str() {
+            "limit" if limit.is_none() => {
+                limit = Some(
+                    value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                        .ok_or_else(|| {
+                            ApiError::InvalidQuery(format!(
+                                "limit must be an integer from 1 to {MAX_LIMIT}"
+                            ))
+                        })?,
+                );
+            }
+            "cursor" if cursor.is_none() => {
+                cursor = Some(
+                    Cursor::decode(&value)
+                        .map_err(|error| ApiError::InvalidQuery(format!("cursor: {error}")))?,
+                );
+            }
+            "limit" | "cursor" => {
+                return Err(ApiError::InvalidQuery(format!(
+                    "{key} is given more than once"
+                )));
+            }
+            _ => {
+                return Err(ApiError::InvalidQuery(format!(
+                    "unknown query parameter `{key}`"
+                )));
+            }
+        }
+    }
+    Ok((
+        limit.unwrap_or(DEFAULT_LIMIT),
+        cursor.unwrap_or_else(Cursor::start),
+    ))
+}
+
+fn json<T: Serialize>(value: &T, status: StatusCode) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        headers
+    }
+
+    fn parse(body: &str) -> Result<i64, String> {
+        parse_set_request(&json_headers(), body.as_bytes())
+            .map(Timestamp::epoch_ms)
+            .map_err(|error| format!("{}: {error}", error.status().as_u16()))
+    }
+
+    #[test]
+    fn a_body_sets_either_field() {
+        assert_eq!(
+            parse(r#"{"epoch_ms": 1795628183123}"#),
+            Ok(1_795_628_183_123)
+        );
+        assert_eq!(
+            parse(r#"{"timestamp": "2026-11-25T18:36:23.123+01:00"}"#),
+            Ok(1_795_628_183_123)
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_400s_of_the_right_kind() {
+        for (body, expect) in [
+            ("{", "400: request body is not valid JSON"),
+            ("not json", "400: request body is not valid JSON"),
+            (
+                r#"{"epoch_ms": 1, "timestamp": "2026-01-01T00:00:00Z"}"#,
+                "400: give exactly one",
+            ),
+            ("{}", "400: give exactly one"),
+            (
+                r#"{"epoch_ms": 1, "extra": 2}"#,
+                "400: unknown field `extra`",
+            ),
+            (r#"{"epoch_ms": 1.5}"#, "400: epoch_ms must be an integer"),
+            (r#"{"epoch_ms": "1"}"#, "400: invalid type"),
+            (
+                r#"{"timestamp": "tomorrow"}"#,
+                "400: timestamp: timestamp is not RFC 3339",
+            ),
+            (
+                r#"{"epoch_ms": -1}"#,
+                "400: timestamp is outside the accepted range",
+            ),
+            (
+                r#"{"epoch_ms": 18446744073709551615}"#,
+                "400: timestamp is outside the accepted range",
+            ),
+        ] {
+            let got = parse(body).unwrap_err();
+            assert!(got.starts_with(expect), "{body}: {got}");
+        }
+    }
+
+    #[test]
+    fn only_json_bodies_are_accepted() {
+        let mut headers = HeaderMap::new();
+        let err = |headers: &HeaderMap| {
+            parse_set_request(headers, b"{}")
+                .unwrap_err()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(err(&headers), 415);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(err(&headers), 415);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("Application/JSON"),
+        );
+        assert_eq!(err(&headers), 400);
+    }
+
+    #[test]
+    fn list_queries_are_checked() {
+        assert_eq!(parse_list_query("").unwrap().0, DEFAULT_LIMIT);
+        assert_eq!(parse_list_query("limit=1000").unwrap().0, 1000);
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "limit=",
+            "limit=1&limit=2",
+            "cursor=",
+            "cursor=zz",
+            "page=2",
+        ] {
+            assert!(
+                matches!(parse_list_query(bad), Err(ApiError::InvalidQuery(_))),
+                "{bad}"
+            );
+        }
+    }
+}

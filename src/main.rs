@@ -1,0 +1,7 @@
+//! The `timestamp-api` binary: parses the command line and hands over to `cli`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    timestamp_api::cli::main()
+}

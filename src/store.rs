@@ -1,0 +1,388 @@
+//! The Redis store: the only module that knows key names, how values are encoded and which
+//! commands are sent.
+//!
+//! A timestamp lives at `<key_prefix><name>` as an integer of epoch milliseconds, so any Redis
+//! client can read it. The service only ever sends GET, SET, DEL, SCAN, MGET and PING (plus
+//! AUTH while connecting); the deployment's ACL allows exactly these, and an integration test
+//! runs the whole API against such an ACL.
+//!
+//! One multiplexed connection carries every request: concurrent commands are pipelined on it,
+//! and redis-rs' `ConnectionManager` reconnects in the background after a failure. Every
+//! operation is bounded by `redis.command_timeout`, so a dead or stalled Redis costs a caller
+//! that long at most, never a hang.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, IntoConnectionInfo};
+
+use crate::config::RedisConfig;
+use crate::domain::{Name, Timestamp};
+
+/// Upper bound on SCAN round trips for one page, so that a database full of other keys cannot
+/// make one list request loop for long; the page then comes back short, with a cursor.
+const MAX_SCAN_CALLS_PER_PAGE: usize = 32;
+
+/// How the reconnect loop backs off: quick first retries, then at most `RECONNECT_MAX_DELAY`
+/// (plus jitter), so that service resumes within about a second of Redis coming back.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(400);
+
+#[derive(Clone)]
+pub struct Store {
+    connection: ConnectionManager,
+    prefix: Arc<str>,
+    command_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis did not complete the operation within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis command failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("key {key} does not hold a timestamp in epoch milliseconds")]
+    CorruptValue { key: String },
+}
+
+/// Whether a SET created the name or replaced an existing value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    Created,
+    Replaced,
+}
+
+/// Where a listing resumes: the SCAN position plus names SCAN returned that did not fit on the
+/// previous page (SCAN's COUNT is a hint, and a reply may overshoot it by a few keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    scan: ScanPosition,
+    pending: VecDeque<Name>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScanPosition {
+    Start,
+    At(u64),
+    Finished,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cursor is not one this service returned")]
+pub struct CursorError;
+
+const CURSOR_VERSION: &str = "v1";
+
+impl Cursor {
+    pub fn start() -> Self {
+        Self {
+            scan: ScanPosition::Start,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Opaque to clients: URL-safe base64 of `v1:<scan position>:<pending names>`.
+    pub fn encode(&self) -> String {
+        let position = match self.scan {
+            ScanPosition::Start => "0".to_owned(),
+            ScanPosition::At(at) => at.to_string(),
+            ScanPosition::Finished => "end".to_owned(),
+        };
+        let pending: Vec<&str> = self.pending.iter().map(Name::as_str).collect();
+        URL_SAFE_NO_PAD.encode(format!("{CURSOR_VERSION}:{position}:{}", pending.join(",")))
+    }
+
+    pub fn decode(raw: &str) -> Result<Self, CursorError> {
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| CursorError)?;
+        let text = String::from_utf8(bytes).map_err(|_| CursorError)?;
+        let mut parts = text.splitn(3, ':');
+        let (Some(CURSOR_VERSION), Some(position), Some(pending)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(CursorError);
+        };
+        let scan = match position {
+            "0" => ScanPosition::Start,
+            "end" => ScanPosition::Finished,
+            at => ScanPosition::At(at.parse().map_err(|_| CursorError)?),
+        };
+        let pending = pending
+            .split(',')
+            .filter(|name| !name.is_empty())
+            .map(|name| Name::parse(name).map_err(|_| CursorError))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { scan, pending })
+    }
+}
+
+/// One page of a listing; `next` is `None` once every key has been visited.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<(Name, Timestamp)>,
+    pub next: Option<Cursor>,
+}
+
+impl Store {
+    /// Prepares the connection without touching the network: the service starts (and answers
+    /// 503) while Redis is still down, and connects as soon as Redis is there.
+    pub fn new(config: &RedisConfig) -> Result<Self, StoreError> {
+        let mut info = config.url.as_str().into_connection_info()?;
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+        if let Some(username) = &config.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &config.password {
+            settings = settings.set_password(password.expose());
+        }
+        info = info
+            .set_redis_settings(settings)
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(RECONNECT_MAX_DELAY)
+            // Never give up: each failed attempt is cheap, and giving up would leave the
+            // manager holding a failed connection until a request happened to retrigger it.
+            .set_number_of_retries(usize::MAX);
+        Ok(Self {
+            connection: ConnectionManager::new_lazy_with_config(client, manager_config)?,
+            prefix: config.key_prefix.as_str().into(),
+            command_timeout: config.command_timeout,
+        })
+    }
+
+    fn key(&self, name: &Name) -> String {
+        format!("{}{}", self.prefix, name.as_str())
+    }
+
+    pub async fn get(&self, name: &Name) -> Result<Option<Timestamp>, StoreError> {
+        let key = self.key(name);
+        let value: Option<String> = self
+            .bounded(self.query(redis::cmd("GET").arg(&key)))
+            .await
+            .map_err(|error| corrupt_if_wrong_type(error, &key))?;
+        value.map(|value| decode_value(&key, &value)).transpose()
+    }
+
+    /// Stores `timestamp`; `SET … GET` returns the previous value in the same atomic step, so
+    /// concurrent writers can tell creation from replacement without a read-then-write race.
+    pub async fn set(&self, name: &Name, timestamp: Timestamp) -> Result<SetOutcome, StoreError> {
+        let key = self.key(name);
+        let previous: Option<String> = self
+            .bounded(
+                self.query(
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(timestamp.epoch_ms())
+                        .arg("GET"),
+                ),
+            )
+            .await
+            .map_err(|error| corrupt_if_wrong_type(error, &key))?;
+        Ok(match previous {
+            None => SetOutcome::Created,
+            Some(_) => SetOutcome::Replaced,
+        })
+    }
+
+    /// Removes the name; `true` when there was something to remove.
+    pub async fn delete(&self, name: &Name) -> Result<bool, StoreError> {
+        let removed: u64 = self
+            .bounded(self.query(redis::cmd("DEL").arg(self.key(name))))
+            .await?;
+        Ok(removed > 0)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.bounded(self.query(&redis::cmd("PING"))).await?;
+        Ok(())
+    }
+
+    /// Up to `limit` values, walking the key space with SCAN (never KEYS). Like SCAN itself, a
+    /// listing may show a name twice, and may miss names created or removed while it runs.
+    pub async fn list(&self, limit: usize, cursor: Cursor) -> Result<Page, StoreError> {
+        self.bounded(self.list_unbounded(limit, cursor)).await
+    }
+
+    async fn list_unbounded(&self, limit: usize, cursor: Cursor) -> Result<Page, StoreError> {
+        let Cursor {
+            scan: mut position,
+            mut pending,
+        } = cursor;
+        let take = limit.min(pending.len());
+        let mut names: Vec<Name> = pending.drain(..take).collect();
+        let pattern = format!("{}*", self.prefix);
+
+        let mut calls = 0;
+        while names.len() < limit
+            && position != ScanPosition::Finished
+            && calls < MAX_SCAN_CALLS_PER_PAGE
+        {
+            let from = match position {
+                ScanPosition::At(at) => at,
+                ScanPosition::Start | ScanPosition::Finished => 0,
+            };
+            let (next, keys): (u64, Vec<String>) = self
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(from)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(limit - names.len()),
+                )
+                .await?;
+            calls += 1;
+            position = if next == 0 {
+                ScanPosition::Finished
+            } else {
+                ScanPosition::At(next)
+            };
+            for key in keys {
+                // Keys under the prefix that are not valid names were not written by this
+                // service; they are skipped rather than failing the whole listing.
+                let Some(name) = key
+                    .strip_prefix(&*self.prefix)
+                    .and_then(|raw| Name::parse(raw).ok())
+                else {
+                    continue;
+                };
+                if names.len() < limit {
+                    names.push(name);
+                } else {
+                    pending.push_back(name);
+                }
+            }
+        }
+
+        let items = self.values_of(names).await?;
+        let next = (position != ScanPosition::Finished || !pending.is_empty()).then_some(Cursor {
+            scan: position,
+            pending,
+        });
+        Ok(Page { items, next })
+    }
+
+    /// Reads the values of `names` with one MGET; names removed meanwhile are left out.
+    async fn values_of(&self, names: Vec<Name>) -> Result<Vec<(Name, Timestamp)>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = names.iter().map(|name| self.key(name)).collect();
+        let values: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
+        let mut items = Vec::with_capacity(names.len());
+        for ((name, key), value) in names.into_iter().zip(&keys).zip(values) {
+            let Some(value) = value else { continue };
+            match decode_value(key, &value) {
+                Ok(timestamp) => items.push((name, timestamp)),
+                Err(error) => tracing::warn!(%error, "skipping a value that is not a timestamp"),
+            }
+        }
+        Ok(items)
+    }
+
+    async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        Ok(command.query_async(&mut connection).await?)
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.command_timeout, operation)
+            .await
+            .map_err(|_| StoreError::Timeout(self.command_timeout))?
+    }
+}
+
+fn decode_value(key: &str, value: &str) -> Result<Timestamp, StoreError> {
+    value
+        .parse::<i64>()
+        .ok()
+        .and_then(|ms| Timestamp::from_epoch_ms(ms).ok())
+        .ok_or_else(|| StoreError::CorruptValue {
+            key: key.to_owned(),
+        })
+}
+
+/// A key of another Redis type (a hash, say) is corrupt data, not an outage.
+fn corrupt_if_wrong_type(error: StoreError, key: &str) -> StoreError {
+    match &error {
+        StoreError::Redis(redis_error) if redis_error.code() == Some("WRONGTYPE") => {
+            StoreError::CorruptValue {
+                key: key.to_owned(),
+            }
+        }
+        _ => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> VecDeque<Name> {
+        list.iter().map(|name| Name::parse(name).unwrap()).collect()
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        for cursor in [
+            Cursor::start(),
+            Cursor {
+                scan: ScanPosition::At(17),
+                pending: VecDeque::new(),
+            },
+            Cursor {
+                scan: ScanPosition::At(u64::MAX),
+                pending: names(&["a", "b.c"]),
+            },
+            Cursor {
+                scan: ScanPosition::Finished,
+                pending: names(&["left-over"]),
+            },
+        ] {
+            assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+        }
+    }
+
+    #[test]
+    fn foreign_cursors_are_refused() {
+        for bad in [
+            "",
+            "!!!",
+            "djE6MTc",                           // "v1:17" without the pending part
+            &URL_SAFE_NO_PAD.encode("v2:0:"),    // unknown version
+            &URL_SAFE_NO_PAD.encode("v1:x:"),    // position not a number
+            &URL_SAFE_NO_PAD.encode("v1:1:a b"), // pending name not a name
+            &URL_SAFE_NO_PAD.encode("v1:-1:"),
+        ] {
+            assert_eq!(Cursor::decode(bad), Err(CursorError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn values_must_be_epoch_milliseconds_in_range() {
+        assert_eq!(
+            decode_value("ts:a", "1795628183123").unwrap().epoch_ms(),
+            1_795_628_183_123
+        );
+        for bad in ["", "x", "1.5", "-1", "253402300800000", " 1"] {
+            assert!(
+                matches!(
+                    decode_value("ts:a", bad),
+                    Err(StoreError::CorruptValue { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+}

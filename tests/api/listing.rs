@@ -1,0 +1,116 @@
+//! `GET /v1/timestamps`: pagination over SCAN.
+
+use std::collections::BTreeSet;
+
+use redis::Commands;
+use serde_json::Value;
+
+use crate::helpers::{RedisServer, TestApp};
+
+/// Follows `next_cursor` to the end; checks every page's size; returns the names seen.
+async fn walk(app: &TestApp, limit: usize) -> (BTreeSet<String>, usize) {
+    let mut seen = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/v1/timestamps?limit={limit}&cursor={cursor}"),
+            None => format!("/v1/timestamps?limit={limit}"),
+        };
+        let response = app.get(&path).await;
+        assert_eq!(response.status, 200, "{:?}", response.body);
+        let body = response.json();
+        let items = body["items"].as_array().unwrap();
+        assert!(
+            items.len() <= limit,
+            "page of {} over limit {limit}",
+            items.len()
+        );
+        for item in items {
+            assert_eq!(item["epoch_ms"].as_i64().unwrap(), 1000 + number_of(item));
+            seen.insert(item["name"].as_str().unwrap().to_owned());
+        }
+        pages += 1;
+        assert!(pages < 10_000, "pagination does not end");
+        match &body["next_cursor"] {
+            Value::Null => return (seen, pages),
+            Value::String(next) => cursor = Some(next.clone()),
+            other => panic!("next_cursor is {other}"),
+        }
+    }
+}
+
+fn number_of(item: &Value) -> i64 {
+    item["name"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("item-")
+        .parse()
+        .unwrap()
+}
+
+fn seed(redis: &RedisServer, count: i64) -> BTreeSet<String> {
+    let mut direct = redis.client();
+    (0..count)
+        .map(|n| {
+            let () = direct.set(format!("ts:item-{n}"), 1000 + n).unwrap();
+            format!("item-{n}")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_empty_store_lists_nothing() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&redis).await;
+    let body = app.get("/v1/timestamps").await.json();
+    assert_eq!(body, serde_json::json!({"items": [], "next_cursor": null}));
+}
+
+#[tokio::test]
+async fn pages_cover_every_name_across_more_than_one_page() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&redis).await;
+    let expected = seed(&redis, 250);
+
+    let (seen, pages) = walk(&app, 100).await;
+
+    assert_eq!(seen, expected);
+    assert!(pages >= 3, "{pages} pages");
+}
+
+#[tokio::test]
+async fn the_default_page_is_at_most_100() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&redis).await;
+    seed(&redis, 150);
+    let body = app.get("/v1/timestamps").await.json();
+    assert!(body["items"].as_array().unwrap().len() <= 100);
+    assert!(body["next_cursor"].is_string());
+}
+
+#[tokio::test]
+async fn tiny_pages_never_lose_names_scan_returned_early() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&redis).await;
+    let expected = seed(&redis, 60);
+    for limit in [1, 3, 7] {
+        let (seen, _) = walk(&app, limit).await;
+        assert_eq!(seen, expected, "limit {limit}");
+    }
+}
+
+#[tokio::test]
+async fn keys_outside_the_prefix_or_not_names_are_not_listed() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&redis).await;
+    let expected = seed(&redis, 5);
+    let mut direct = redis.client();
+    let () = direct.set("other:item-99", 1).unwrap();
+    let () = direct.set("ts:not a name", 1).unwrap();
+    let () = direct.set("ts:item-98", "garbled").unwrap();
+
+    let (seen, _) = walk(&app, 2).await;
+
+    assert_eq!(seen, expected);
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the whole service over real HTTP against a real, private redis-server.
+//! One test binary (modules below) keeps link time down; tests run in parallel, each with its
+//! own Redis.
+
+mod acl;
+mod errors;
+mod faults;
+mod helpers;
+mod listing;
+mod timestamps;
