@@ -1,10 +1,19 @@
 # Entry points for working on timestamp-api without Nix. Each target says what it needs.
-.PHONY: up test
+.PHONY: up test openapi bench
 
-# Service on 127.0.0.1:8080 with a private redis-server; Ctrl-C stops both. Needs cargo, redis-server.
+# Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C stops
+# both. Needs cargo, redis-server.
 up:
 	scripts/up
 
 # Unit and integration tests (the integration tests start their own redis-servers).
 test:
 	cargo test --locked
+
+# Regenerate docs/openapi.json from the code (a test fails while it is stale).
+openapi:
+	cargo run --locked --quiet -- openapi > docs/openapi.json
+
+# Throughput and latency against raw Redis; prints a table (docs/performance.md). Needs wrk.
+bench:
+	bench/run

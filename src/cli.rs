@@ -1,15 +1,17 @@
-//! The command line: `serve` (the default) and `config`.
+//! The command line: `serve` (the default), `config`, `healthcheck` and `openapi`.
 //!
-//! Exit codes: 0 on success, 1 when the service fails while running (a port in use, say), 2
-//! when the command line or the configuration is refused, with one line on stderr saying why.
+//! Exit codes: 0 on success; 1 when the service fails while running (a port in use, say) or a
+//! health check fails; 2 when the command line or the configuration is refused, with one line
+//! on stderr saying why.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{CONFIG_FILE_ENV, Config, FileOrigin};
+use crate::config::{CONFIG_FILE_ENV, Config, ConfigError, FileOrigin};
 use crate::server::App;
+use crate::{healthcheck, shutdown, telemetry, version};
 
 /// Exit status for a refused command line or configuration (clap uses 2 for usage errors too).
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -30,56 +32,112 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the API (what happens without a subcommand).
+    /// Serve the API and the admin listener (what happens without a subcommand).
     Serve,
     /// Print the effective configuration as TOML, secrets redacted.
     Config,
+    /// Exit 0 if the service reports ready (GET /readyz answers 200), 1 otherwise.
+    Healthcheck {
+        /// Readiness URL; default: /readyz on the configured admin_listen address.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print the OpenAPI document of the API (what GET /openapi.json serves).
+    Openapi,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let file = match cli.config {
-        Some(path) => Some((path, FileOrigin::CommandLine)),
-        None => std::env::var_os(CONFIG_FILE_ENV)
-            .map(|path| (PathBuf::from(path), FileOrigin::Environment)),
-    };
-    let config = match Config::load(
-        file.as_ref()
-            .map(|(path, origin)| (path.as_path(), *origin)),
-    ) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("timestamp-api: invalid configuration: {error}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+    let file = cli
+        .config
+        .map(|path| (path, FileOrigin::CommandLine))
+        .or_else(|| {
+            std::env::var_os(CONFIG_FILE_ENV)
+                .map(|path| (PathBuf::from(path), FileOrigin::Environment))
+        });
+    let load = || {
+        Config::load(
+            file.as_ref()
+                .map(|(path, origin)| (path.as_path(), *origin)),
+        )
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Config => {
-            print!("{}", config.to_redacted_toml());
+        Command::Openapi => {
+            print!("{}", crate::api::openapi::document());
             ExitCode::SUCCESS
         }
-        Command::Serve => serve(&config),
+        // An explicit URL needs no configuration: a probe should not fail on, say, an
+        // unreadable password file it has no use for.
+        Command::Healthcheck { url: Some(url) } => check(&url),
+        Command::Healthcheck { url: None } => match load() {
+            Ok(config) => check(&healthcheck::default_url(config.admin_listen)),
+            Err(error) => refuse(&error),
+        },
+        Command::Config => match load() {
+            Ok(config) => {
+                print!("{}", config.to_redacted_toml());
+                ExitCode::SUCCESS
+            }
+            Err(error) => refuse(&error),
+        },
+        Command::Serve => match load() {
+            Ok(config) => serve(&config),
+            Err(error) => refuse(&error),
+        },
+    }
+}
+
+fn refuse(error: &ConfigError) -> ExitCode {
+    eprintln!("timestamp-api: invalid configuration: {error}");
+    ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+fn check(url: &str) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+        .and_then(|runtime| runtime.block_on(healthcheck::probe(url)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("timestamp-api: not ready: {reason}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn serve(config: &Config) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    telemetry::init(config);
+    tracing::info!(
+        version = version::VERSION,
+        git_sha = version::GIT_SHA,
+        listen = %config.listen,
+        admin_listen = %config.admin_listen,
+        config = %serde_json::to_string(config).unwrap_or_default(),
+        "starting"
+    );
+    telemetry::output::flush();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()
-    {
+        .on_thread_park(telemetry::output::flush)
+        .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");
+            telemetry::output::flush();
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
-        match App::bind(config).await {
+    let config = config.clone();
+    // Spawned, not run by `block_on` on this thread: the service's own events are then logged
+    // on worker threads, whose park hook writes them out as soon as the worker is idle.
+    let service = runtime.spawn(async move {
+        let signal = shutdown::signal();
+        match App::bind(&config).await {
             Ok(app) => {
-                app.run(shutdown_signal()).await;
+                app.run(signal).await;
                 ExitCode::SUCCESS
             }
             Err(error) => {
@@ -87,25 +145,11 @@ fn serve(config: &Config) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM (what `docker stop` and Kubernetes send).
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the service");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutdown signal received");
+    });
+    let status = runtime.block_on(service).unwrap_or_else(|error| {
+        tracing::error!(%error, "the service task failed");
+        ExitCode::FAILURE
+    });
+    telemetry::output::flush();
+    status
 }

@@ -33,7 +33,27 @@ const PASSWORD_FILE_MAX_BYTES: u64 = 4096;
 pub struct Config {
     /// Address of the API listener.
     pub listen: SocketAddr,
+    /// Address of the admin listener (probes, metrics, version); keep it off public networks.
+    pub admin_listen: SocketAddr,
+    /// Log filter, in tracing's `EnvFilter` syntax (`info`, `warn,timestamp_api=debug`).
+    pub log: String,
+    pub log_format: LogFormat,
+    /// After SIGTERM, how long to keep serving while /readyz says 503, so that load balancers
+    /// stop sending traffic before the listener closes.
+    #[serde(with = "duration")]
+    pub drain_delay: Duration,
+    /// Then, how long in-flight requests may take to finish before they are cut.
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
     pub redis: RedisConfig,
+}
+
+/// JSON lines for machines (the default), or a human-readable format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +84,11 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            log: "info".to_owned(),
+            log_format: LogFormat::Json,
+            drain_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(10),
             redis: RedisConfig::default(),
         }
     }
@@ -175,6 +200,25 @@ impl Config {
             origin: origin_of(figment, key),
             message,
         };
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            return Err(invalid(
+                "admin_listen",
+                format!("must differ from listen ({})", self.listen),
+            ));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(invalid("log", format!("not a log filter: {error}")));
+        }
+        if self.drain_delay > Duration::from_secs(300) {
+            return Err(invalid("drain_delay", "must be at most 5m".into()));
+        }
+        if self.shutdown_timeout.is_zero() || self.shutdown_timeout > Duration::from_secs(300) {
+            return Err(invalid(
+                "shutdown_timeout",
+                "must be more than 0 and at most 5m".into(),
+            ));
+        }
+
         let redis = &mut self.redis;
 
         let url = redis::IntoConnectionInfo::into_connection_info(redis.url.as_str())
@@ -375,6 +419,11 @@ mod tests {
         Jail::expect_with(|jail| {
             let config = load_in(jail, None).unwrap();
             assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9090");
+            assert_eq!(config.log, "info");
+            assert_eq!(config.log_format, LogFormat::Json);
+            assert_eq!(config.drain_delay, Duration::ZERO);
+            assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
             assert_eq!(config.redis.url, "redis://127.0.0.1:6379/0");
             assert_eq!(config.redis.key_prefix, "ts:");
             assert!(config.redis.command_timeout < Duration::from_secs(1));
@@ -563,6 +612,45 @@ mod tests {
             assert!(error_in(jail, None).contains("needs a unit"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn operability_keys_come_from_the_documented_variables() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TSAPI_ADMIN_LISTEN", "0.0.0.0:9191");
+            jail.set_env("TSAPI_LOG", "warn,timestamp_api=debug");
+            jail.set_env("TSAPI_LOG_FORMAT", "text");
+            jail.set_env("TSAPI_DRAIN_DELAY", "5s");
+            jail.set_env("TSAPI_SHUTDOWN_TIMEOUT", "20s");
+            let config = load_in(jail, None).unwrap();
+            assert_eq!(config.admin_listen.to_string(), "0.0.0.0:9191");
+            assert_eq!(config.log, "warn,timestamp_api=debug");
+            assert_eq!(config.log_format, LogFormat::Text);
+            assert_eq!(config.drain_delay, Duration::from_secs(5));
+            assert_eq!(config.shutdown_timeout, Duration::from_secs(20));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn operability_values_are_checked() {
+        for (variable, value, key) in [
+            ("TSAPI_LOG_FORMAT", "xml", "log_format"),
+            ("TSAPI_LOG", "info,[", "log"),
+            ("TSAPI_ADMIN_LISTEN", "127.0.0.1:8080", "admin_listen"),
+            ("TSAPI_SHUTDOWN_TIMEOUT", "0s", "shutdown_timeout"),
+            ("TSAPI_DRAIN_DELAY", "10m", "drain_delay"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(variable, value);
+                let error = error_in(jail, None);
+                assert!(
+                    error.starts_with(&format!("{key} (from environment variable {variable})")),
+                    "{error}"
+                );
+                Ok(())
+            });
+        }
     }
 
     #[test]

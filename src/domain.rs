@@ -6,7 +6,6 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -132,7 +131,7 @@ impl Timestamp {
 /// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`). Formatting by hand keeps the hot path free of fallible conversions:
 /// every value in the accepted range has a four-digit year.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
@@ -148,24 +147,6 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
-}
-
-/// The JSON shape of a stored value, as every endpoint shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TimestampView {
-    pub name: String,
-    pub timestamp: String,
-    pub epoch_ms: i64,
-}
-
-impl TimestampView {
-    pub fn new(name: &Name, timestamp: Timestamp) -> Self {
-        Self {
-            name: name.as_str().to_owned(),
-            timestamp: timestamp.to_rfc3339(),
-            epoch_ms: timestamp.epoch_ms(),
-        }
-    }
 }
 
 #[cfg(test)]

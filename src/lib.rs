@@ -4,18 +4,27 @@
 //! - `domain`: names and timestamps, parsed once at the edge; no I/O.
 //! - `config`: the one typed configuration, its layers and its validation.
 //! - `store`: everything that talks to Redis.
-//! - `api`: warp routes and handlers; `api::problem` turns every error into HTTP.
-//! - `server`: binds the listener and serves it until shutdown.
-//! - `cli`: the command line the binary dispatches on.
+//! - `api`: the public routes and handlers; `api::problem` turns every error into HTTP, and
+//!   `api::openapi` describes the routes.
+//! - `admin`: probes, metrics and version on a separate listener.
+//! - `server`: binds both listeners, serves them, and runs the shutdown sequence.
+//! - `telemetry`, `metrics`, `shutdown`, `version`: what operators see and rely on.
+//! - `cli` and `healthcheck`: the command line the binary dispatches on.
 //!
 //! Tests start the whole service in-process with `App::bind` on port 0, then `App::run`.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod healthcheck;
+pub mod metrics;
 pub mod server;
+pub mod shutdown;
 pub mod store;
+pub mod telemetry;
+pub mod version;
 
 pub use config::Config;
 pub use server::App;

@@ -19,10 +19,11 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, IntoConnectionInfo};
+use redis::{Cmd, FromRedisValue, IntoConnectionInfo, ToRedisArgs};
 
 use crate::config::RedisConfig;
 use crate::domain::{Name, Timestamp};
+use crate::metrics::Metrics;
 
 /// Upper bound on SCAN round trips for one page, so that a database full of other keys cannot
 /// make one list request loop for long; the page then comes back short, with a cursor.
@@ -38,6 +39,7 @@ pub struct Store {
     connection: ConnectionManager,
     prefix: Arc<str>,
     command_timeout: Duration,
+    metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +132,7 @@ pub struct Page {
 impl Store {
     /// Prepares the connection without touching the network: the service starts (and answers
     /// 503) while Redis is still down, and connects as soon as Redis is there.
-    pub fn new(config: &RedisConfig) -> Result<Self, StoreError> {
+    pub fn new(config: &RedisConfig, metrics: Metrics) -> Result<Self, StoreError> {
         let mut info = config.url.as_str().into_connection_info()?;
         let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
         if let Some(username) = &config.username {
@@ -155,6 +157,7 @@ impl Store {
             connection: ConnectionManager::new_lazy_with_config(client, manager_config)?,
             prefix: config.key_prefix.as_str().into(),
             command_timeout: config.command_timeout,
+            metrics,
         })
     }
 
@@ -165,7 +168,7 @@ impl Store {
     pub async fn get(&self, name: &Name) -> Result<Option<Timestamp>, StoreError> {
         let key = self.key(name);
         let value: Option<String> = self
-            .bounded(self.query(redis::cmd("GET").arg(&key)))
+            .bounded(self.query(command("GET").arg(&key)))
             .await
             .map_err(|error| corrupt_if_wrong_type(error, &key))?;
         value.map(|value| decode_value(&key, &value)).transpose()
@@ -178,7 +181,7 @@ impl Store {
         let previous: Option<String> = self
             .bounded(
                 self.query(
-                    redis::cmd("SET")
+                    command("SET")
                         .arg(&key)
                         .arg(timestamp.epoch_ms())
                         .arg("GET"),
@@ -195,13 +198,13 @@ impl Store {
     /// Removes the name; `true` when there was something to remove.
     pub async fn delete(&self, name: &Name) -> Result<bool, StoreError> {
         let removed: u64 = self
-            .bounded(self.query(redis::cmd("DEL").arg(self.key(name))))
+            .bounded(self.query(command("DEL").arg(self.key(name))))
             .await?;
         Ok(removed > 0)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = self.bounded(self.query(&redis::cmd("PING"))).await?;
+        let _: String = self.bounded(self.query(command("PING"))).await?;
         Ok(())
     }
 
@@ -231,7 +234,7 @@ impl Store {
             };
             let (next, keys): (u64, Vec<String>) = self
                 .query(
-                    redis::cmd("SCAN")
+                    command("SCAN")
                         .arg(from)
                         .arg("MATCH")
                         .arg(&pattern)
@@ -276,7 +279,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = names.iter().map(|name| self.key(name)).collect();
-        let values: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
+        let values: Vec<Option<String>> = self.query(command("MGET").arg(&keys)).await?;
         let mut items = Vec::with_capacity(names.len());
         for ((name, key), value) in names.into_iter().zip(&keys).zip(values) {
             let Some(value) = value else { continue };
@@ -288,9 +291,13 @@ impl Store {
         Ok(items)
     }
 
-    async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, StoreError> {
+    /// Sends one command, timing it by name (the metric label) and counting failures.
+    async fn query<T: FromRedisValue>(&self, command: Command) -> Result<T, StoreError> {
+        let timer = self.metrics.time_redis(command.name);
         let mut connection = self.connection.clone();
-        Ok(command.query_async(&mut connection).await?)
+        let result = command.cmd.query_async(&mut connection).await;
+        timer.finish(result.is_ok());
+        Ok(result?)
     }
 
     async fn bounded<T>(
@@ -300,6 +307,26 @@ impl Store {
         tokio::time::timeout(self.command_timeout, operation)
             .await
             .map_err(|_| StoreError::Timeout(self.command_timeout))?
+    }
+}
+
+/// A Redis command that keeps its name, for the metrics label.
+struct Command {
+    name: &'static str,
+    cmd: Cmd,
+}
+
+fn command(name: &'static str) -> Command {
+    Command {
+        name,
+        cmd: redis::cmd(name),
+    }
+}
+
+impl Command {
+    fn arg(mut self, arg: impl ToRedisArgs) -> Self {
+        self.cmd.arg(arg);
+        self
     }
 }
 

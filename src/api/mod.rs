@@ -1,36 +1,39 @@
-//! The public HTTP API: routing of `/v1/timestamps` with warp filters.
+//! The public HTTP API: `/v1/timestamps` and `/openapi.json`, routed with warp filters.
 //!
-//! Handlers never reject: every outcome, error or not, is a response, so that warp's `or`
-//! only falls through to the next route when the path or the method did not match. The last
-//! branch of each path answers 405 with an `Allow` header, and a final catch-all answers 404.
+//! Each path is one group of branches: its methods, then a 405 branch with `Allow`, tagged with
+//! the path's route template (metrics and the access log use it, never the raw path). A final
+//! catch-all answers 404.
 
+pub mod openapi;
 mod problem;
+pub(crate) mod routing;
 mod timestamps;
 
 use std::convert::Infallible;
 
+use bytes::Bytes;
 use warp::Filter;
-use warp::http::Method;
-use warp::path::FullPath;
+use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 
 pub use problem::{ApiError, BODY_LIMIT, PROBLEM_CONTENT_TYPE};
+use routing::{fallback, finish, get_or_head, method_not_allowed, read_only};
 pub use timestamps::{DEFAULT_LIMIT, MAX_LIMIT};
 
 use crate::store::Store;
+use crate::telemetry::Route;
 
-const ITEM_METHODS: &str = "GET, HEAD, PUT, DELETE";
-const COLLECTION_METHODS: &str = "GET, HEAD";
+pub const ITEM_ROUTE: Route = Route("/v1/timestamps/{name}");
+pub const COLLECTION_ROUTE: Route = Route("/v1/timestamps");
+pub const OPENAPI_ROUTE: Route = Route("/openapi.json");
 
 /// Every route of the API listener.
 pub fn routes(store: Store) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let store = warp::any().map(move || store.clone());
     let item = warp::path!("v1" / "timestamps" / String);
-    let collection = warp::path!("v1" / "timestamps");
-    let get_or_head = warp::get().or(warp::head()).unify();
 
     let get_one = item
-        .and(get_or_head)
+        .and(get_or_head())
         .and(store.clone())
         .then(timestamps::get_one)
         .map(finish);
@@ -46,48 +49,48 @@ pub fn routes(store: Store) -> impl Filter<Extract = (Response,), Error = Infall
         .and(store.clone())
         .then(timestamps::delete_one)
         .map(finish);
-    let list = collection
-        .and(get_or_head)
-        .and(optional_raw_query())
-        .and(store)
-        .then(timestamps::list)
-        .map(finish);
-    let no_route = warp::path::full().map(|path: FullPath| {
-        // The path is echoed to help the caller, but bounded: it is theirs, not ours.
-        ApiError::NoRoute(path.as_str().chars().take(256).collect()).into_response()
-    });
-
-    get_one
+    let other_method = item
+        .and(method_not_allowed("GET, HEAD, PUT, DELETE"))
+        .map(|_name: String, response| response);
+    let item_routes = get_one
         .or(put_one)
         .unify()
         .or(delete_one)
         .unify()
-        .or(item
-            .and(method_not_allowed(ITEM_METHODS))
-            .map(|_name: String, response| response))
+        .or(other_method)
         .unify()
+        .map(move |response| ITEM_ROUTE.tag(response));
+
+    let list = read_only(
+        warp::path!("v1" / "timestamps"),
+        COLLECTION_ROUTE,
+        optional_raw_query()
+            .and(store)
+            .then(timestamps::list)
+            .map(finish),
+    );
+
+    let document = Bytes::from(openapi::document());
+    let openapi = read_only(
+        warp::path!("openapi.json"),
+        OPENAPI_ROUTE,
+        warp::any().map(move || {
+            let mut response = Response::new(document.clone().into());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }),
+    );
+
+    item_routes
         .or(list)
         .unify()
-        .or(collection.and(method_not_allowed(COLLECTION_METHODS)))
+        .or(openapi)
         .unify()
-        .or(no_route)
+        .or(fallback())
         .unify()
-}
-
-fn finish(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(ApiError::into_response)
-}
-
-fn method_not_allowed(
-    allow: &'static str,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    warp::method().map(move |method: Method| {
-        ApiError::MethodNotAllowed {
-            method: method.to_string(),
-            allow,
-        }
-        .into_response()
-    })
 }
 
 /// The query string, or an empty one; warp's own `query::raw` rejects a request without one.

@@ -71,12 +71,24 @@ impl From<TimestampError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document: the body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://github.com/timestamp-api/timestamp-api/blob/main/docs/api.md#not-found",
+    "title": "Timestamp not found",
+    "status": 404,
+    "detail": "no timestamp is named deploy"
+}))]
+pub struct Problem {
+    /// Identifies the kind of problem; links to its explanation in docs/api.md.
     #[serde(rename = "type")]
+    #[schema(format = "uri")]
     kind: String,
-    title: &'a str,
+    /// Short summary of the kind of problem.
+    title: &'static str,
+    /// The HTTP status code.
     status: u16,
+    /// What went wrong with this request.
     detail: String,
 }
 

@@ -1,42 +1,120 @@
 //! Handlers of the `/v1/timestamps` resource. Each turns raw request parts into domain values,
 //! asks the store, and shapes the JSON answer; every failure is an `ApiError`, which
 //! `problem.rs` turns into a response.
+//!
+//! The `utoipa::path` attributes on the handlers, and the `ToSchema` types here, are where the
+//! OpenAPI document (`/openapi.json`, docs/openapi.json) comes from.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
-use super::problem::{ApiError, BODY_LIMIT};
-use crate::domain::{Name, Timestamp, TimestampView};
+use super::problem::{ApiError, BODY_LIMIT, Problem};
+use super::routing::json_response;
+use crate::domain::{Name, Timestamp};
 use crate::store::{Cursor, SetOutcome, Store};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
-/// Body of a PUT: exactly one of the two fields.
-#[derive(Debug, Deserialize)]
+/// A stored timestamp, as every endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"name": "deploy", "timestamp": "2026-11-25T17:36:23.123Z", "epoch_ms": 1_795_628_183_123_i64}))]
+pub struct TimestampView {
+    /// 1 to 128 characters of `[A-Za-z0-9._-]`, starting with a letter or digit.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    pub name: String,
+    /// RFC 3339 in UTC with exactly three fractional digits and a `Z`.
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    /// The same instant in milliseconds since the Unix epoch.
+    #[schema(minimum = 0, maximum = 253_402_300_799_999_i64)]
+    pub epoch_ms: i64,
+}
+
+impl TimestampView {
+    pub fn new(name: &Name, timestamp: Timestamp) -> Self {
+        Self {
+            name: name.as_str().to_owned(),
+            timestamp: timestamp.to_rfc3339(),
+            epoch_ms: timestamp.epoch_ms(),
+        }
+    }
+}
+
+/// Body of a PUT: exactly one of the two fields; unknown fields are refused.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetRequest {
+#[schema(example = json!({"timestamp": "2026-11-25T18:36:23.123+01:00"}))]
+pub struct SetRequest {
+    /// RFC 3339 with any offset; normalised to UTC, truncated to milliseconds.
+    #[schema(format = DateTime)]
     timestamp: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 253_402_300_799_999_i64)]
     epoch_ms: Option<serde_json::Number>,
 }
 
-#[derive(Serialize)]
-struct ListView {
+/// One page of a listing.
+#[derive(Serialize, ToSchema)]
+pub struct ListView {
+    /// At most `limit` values, in no particular order.
     items: Vec<TimestampView>,
+    /// Pass as `cursor` to get the next page; `null` once every name has been visited.
     next_cursor: Option<String>,
 }
 
+/// Get one timestamp.
+#[utoipa::path(
+    get,
+    path = "/v1/timestamps/{name}",
+    tag = "timestamps",
+    params(NameParam),
+    responses(
+        (status = 200, description = "The stored value.", body = TimestampView),
+        (status = 400, description = "The name is not valid (`invalid-name`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No timestamp has this name (`not-found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis did not answer in time (`unavailable`).", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 pub async fn get_one(raw_name: String, store: Store) -> Result<Response, ApiError> {
     let name = Name::parse(&raw_name)?;
     match store.get(&name).await? {
-        Some(timestamp) => Ok(json(&TimestampView::new(&name, timestamp), StatusCode::OK)),
+        Some(timestamp) => Ok(json_response(
+            &TimestampView::new(&name, timestamp),
+            StatusCode::OK,
+        )),
         None => Err(ApiError::NotFound(raw_name)),
     }
 }
 
+/// Set a timestamp: to now without a body, or to the instant the JSON body gives.
+#[utoipa::path(
+    put,
+    path = "/v1/timestamps/{name}",
+    tag = "timestamps",
+    params(NameParam),
+    request_body(
+        content = SetRequest,
+        content_type = "application/json",
+        description = "Optional, at most 1 KiB. No body (or an empty one) means now, on the server's clock.",
+    ),
+    responses(
+        (status = 201, description = "The name did not exist; the stored value.", body = TimestampView,
+            headers(("Location" = String, description = "`/v1/timestamps/{name}`"))),
+        (status = 200, description = "A value was replaced; the stored value.", body = TimestampView),
+        (status = 400, description = "Bad name, JSON, field or range (`invalid-name`, `invalid-json`, `invalid-field`, `out-of-range`).", body = Problem, content_type = "application/problem+json"),
+        (status = 411, description = "The body is chunked (`length-required`).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 1 KiB (`payload-too-large`).", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json` (`unsupported-media-type`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis did not answer in time (`unavailable`).", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 pub async fn put_one<S, B>(
     raw_name: String,
     headers: HeaderMap,
@@ -54,9 +132,9 @@ where
     };
     let view = TimestampView::new(&name, timestamp);
     Ok(match store.set(&name, timestamp).await? {
-        SetOutcome::Replaced => json(&view, StatusCode::OK),
+        SetOutcome::Replaced => json_response(&view, StatusCode::OK),
         SetOutcome::Created => {
-            let mut response = json(&view, StatusCode::CREATED);
+            let mut response = json_response(&view, StatusCode::CREATED);
             // Names are drawn from an alphabet that is valid in a header and a path as is.
             if let Ok(location) = HeaderValue::from_str(&format!("/v1/timestamps/{name}")) {
                 response.headers_mut().insert(header::LOCATION, location);
@@ -66,6 +144,20 @@ where
     })
 }
 
+/// Reset a timestamp: remove it. (To reset it to now, PUT without a body.)
+#[utoipa::path(
+    delete,
+    path = "/v1/timestamps/{name}",
+    tag = "timestamps",
+    params(NameParam),
+    responses(
+        (status = 204, description = "The value was removed."),
+        (status = 400, description = "The name is not valid (`invalid-name`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "There was nothing to remove (`not-found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis did not answer in time (`unavailable`).", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 pub async fn delete_one(raw_name: String, store: Store) -> Result<Response, ApiError> {
     let name = Name::parse(&raw_name)?;
     if store.delete(&name).await? {
@@ -75,6 +167,22 @@ pub async fn delete_one(raw_name: String, store: Store) -> Result<Response, ApiE
     }
 }
 
+/// List timestamps, a page at a time (Redis SCAN underneath).
+#[utoipa::path(
+    get,
+    path = "/v1/timestamps",
+    tag = "timestamps",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Largest page wanted; default 100."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page, as is."),
+    ),
+    responses(
+        (status = 200, description = "One page; follow `next_cursor` until it is `null`.", body = ListView),
+        (status = 400, description = "Bad `limit` or `cursor`, or an unknown parameter (`invalid-query`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis did not answer in time (`unavailable`).", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    )
+)]
 pub async fn list(raw_query: String, store: Store) -> Result<Response, ApiError> {
     let (limit, cursor) = parse_list_query(&raw_query)?;
     let page = store.list(limit, cursor).await?;
@@ -86,7 +194,7 @@ pub async fn list(raw_query: String, store: Store) -> Result<Response, ApiError>
             .collect(),
         next_cursor: page.next.as_ref().map(Cursor::encode),
     };
-    Ok(json(&view, StatusCode::OK))
+    Ok(json_response(&view, StatusCode::OK))
 }
 
 /// `None` when the request has no body: neither Content-Length nor Transfer-Encoding, as
@@ -193,8 +301,18 @@ fn parse_list_query(raw: &str) -> Result<(usize, Cursor), ApiError> {
     ))
 }
 
-fn json<T: Serialize>(value: &T, status: StatusCode) -> Response {
-    warp::reply::with_status(warp::reply::json(value), status).into_response()
+/// The `{name}` path parameter.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Only its derived description is used, by the OpenAPI document.
+struct NameParam {
+    /// 1 to 128 characters of `[A-Za-z0-9._-]`, starting with a letter or digit.
+    #[param(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        min_length = 1,
+        max_length = 128
+    )]
+    name: String,
 }
 
 #[cfg(test)]

@@ -187,17 +187,28 @@ fn answers_ping(port: u16) -> bool {
 pub fn test_config(redis_url: &str) -> Config {
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..Config::default()
     };
     config.redis.url = redis_url.to_owned();
     config
 }
 
-/// The service, running in-process until dropped.
+/// The service, running in-process until dropped. Dereferences to a client of its API
+/// listener; `admin` is a client of its admin listener.
 pub struct TestApp {
-    pub addr: SocketAddr,
+    pub api: Client,
+    pub admin: Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.api
+    }
 }
 
 impl TestApp {
@@ -207,18 +218,45 @@ impl TestApp {
 
     pub async fn spawn_with(config: Config) -> Self {
         let app = App::bind(&config).await.expect("binding the service");
-        let addr = app.api_addr();
+        let (api, admin) = (
+            Client {
+                addr: app.api_addr(),
+            },
+            Client {
+                addr: app.admin_addr(),
+            },
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
         Self {
-            addr,
+            api,
+            admin,
             stop: Some(stop),
             task: Some(task),
         }
     }
+}
 
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// An HTTP client of one listener: one fresh connection per request.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+impl Client {
     pub async fn get(&self, path: &str) -> TestResponse {
         self.send(Method::GET, path, &[], None).await
     }
@@ -300,17 +338,6 @@ impl TestApp {
         })
         .await
         .expect("raw request task")
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }
 
@@ -406,4 +433,155 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The real `timestamp-api` binary, started with a clean environment plus `env`, listening on
+/// ephemeral ports (read back from its "serving" log line). Killed on drop if still running.
+pub struct ServiceProcess {
+    child: Child,
+    pub api: Client,
+    pub admin: Client,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_timestamp-api");
+
+/// A command for the binary with nothing but PATH from the test's environment.
+pub fn binary(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+impl ServiceProcess {
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let mut child = binary(&[
+            ("TSAPI_LISTEN", "127.0.0.1:0"),
+            ("TSAPI_ADMIN_LISTEN", "127.0.0.1:0"),
+        ])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting timestamp-api");
+        let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
+        let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let announced = stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|line| serving_addresses(line));
+            if let Some((api, admin)) = announced {
+                return Self {
+                    api: Client { addr: api },
+                    admin: Client { addr: admin },
+                    child,
+                    stdout,
+                    stderr,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "timestamp-api exited with {status}; stderr: {:?}",
+                    stderr.lock().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timestamp-api did not start: {:?}",
+                stdout.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    pub fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for timestamp-api") {
+                // Give the reader threads a moment to drain the pipes.
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timestamp-api still running after {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Every stdout line, parsed as the JSON log event it must be.
+    pub fn events(&self) -> Vec<Value> {
+        self.stdout()
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The listen addresses from the "serving" event, in either log format.
+fn serving_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    if let Ok(event) = serde_json::from_str::<Value>(line) {
+        if event["message"] != "serving" {
+            return None;
+        }
+        let addr = |field: &str| event[field].as_str()?.parse().ok();
+        return Some((addr("api_addr")?, addr("admin_addr")?));
+    }
+    if !line.contains("serving") {
+        return None;
+    }
+    let addr = |field: &str| {
+        let start = line.find(&format!("{field}="))? + field.len() + 1;
+        line[start..].split_whitespace().next()?.parse().ok()
+    };
+    Some((addr("api_addr")?, addr("admin_addr")?))
+}
+
+fn collect_lines(
+    pipe: impl Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
 }

@@ -3,8 +3,11 @@
 //! own Redis.
 
 mod acl;
+mod admin;
+mod contract;
 mod errors;
 mod faults;
 mod helpers;
 mod listing;
+mod process;
 mod timestamps;

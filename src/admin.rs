@@ -1,0 +1,90 @@
+//! The admin listener: what operators and orchestrators need, kept off the API port.
+//!
+//! - `GET /livez`: 200 while the process serves; never touches Redis, so a Redis outage does
+//!   not get healthy pods restarted.
+//! - `GET /readyz`: 200 only if Redis answers PING within `redis.command_timeout` and the
+//!   service is not shutting down; otherwise 503 with a JSON reason.
+//! - `GET /metrics`: Prometheus text format.
+//! - `GET /version`: `{"version", "git_sha"}`.
+
+use std::convert::Infallible;
+
+use serde_json::json;
+use warp::Filter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::{Reply, Response};
+
+use crate::api::routing::{fallback, json_response, read_only};
+use crate::metrics::{Metrics, TEXT_CONTENT_TYPE};
+use crate::shutdown::Draining;
+use crate::store::Store;
+use crate::telemetry::Route;
+use crate::version;
+
+pub fn routes(
+    store: Store,
+    metrics: Metrics,
+    draining: Draining,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let livez = read_only(
+        warp::path!("livez"),
+        Route("/livez"),
+        warp::any().map(|| json_response(&json!({"status": "ok"}), StatusCode::OK)),
+    );
+    let readyz = read_only(
+        warp::path!("readyz"),
+        Route("/readyz"),
+        warp::any()
+            .map(move || (store.clone(), draining.clone()))
+            .untuple_one()
+            .then(readiness),
+    );
+    let metrics = read_only(
+        warp::path!("metrics"),
+        Route("/metrics"),
+        warp::any().map(move || {
+            let mut response = metrics.render().into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(TEXT_CONTENT_TYPE),
+            );
+            response
+        }),
+    );
+    let version = read_only(
+        warp::path!("version"),
+        Route("/version"),
+        warp::any().map(|| {
+            json_response(
+                &json!({"version": version::VERSION, "git_sha": version::GIT_SHA}),
+                StatusCode::OK,
+            )
+        }),
+    );
+    livez
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(version)
+        .unify()
+        .or(fallback())
+        .unify()
+}
+
+async fn readiness(store: Store, draining: Draining) -> Response {
+    if draining.is_draining() {
+        return not_ready("shutting down");
+    }
+    match store.ping().await {
+        Ok(()) => json_response(&json!({"status": "ready"}), StatusCode::OK),
+        Err(error) => not_ready(&format!("redis: {error}")),
+    }
+}
+
+fn not_ready(reason: &str) -> Response {
+    json_response(
+        &json!({"status": "not ready", "reason": reason}),
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+}

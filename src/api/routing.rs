@@ -1,0 +1,71 @@
+//! Routing pieces shared by the API and admin listeners: method dispatch with 405 + `Allow`,
+//! the 404 catch-all, route-template tagging and JSON responses.
+//!
+//! Handlers never reject: every outcome, error or not, is a response, so warp's `or` only falls
+//! through to the next branch when the path or the method did not match.
+
+use std::convert::Infallible;
+
+use serde::Serialize;
+use warp::http::{Method, StatusCode};
+use warp::path::FullPath;
+use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
+
+use super::problem::ApiError;
+use crate::telemetry::Route;
+
+/// `GET` or `HEAD` (hyper leaves the body out of a HEAD answer).
+pub fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::get().or(warp::head()).unify()
+}
+
+/// Answers any method with 405 and the `Allow` header; the last branch of a path.
+pub fn method_not_allowed(
+    allow: &'static str,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    warp::method().map(move |method: Method| {
+        ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            allow,
+        }
+        .into_response()
+    })
+}
+
+/// A path served by `handler` for GET and HEAD, 405 for anything else, tagged with `route`.
+pub fn read_only<P, H>(
+    path: P,
+    route: Route,
+    handler: H,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
+where
+    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+    H: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    path.and(
+        get_or_head()
+            .and(handler)
+            .or(method_not_allowed("GET, HEAD"))
+            .unify(),
+    )
+    .map(move |response| route.tag(response))
+}
+
+/// The last branch of a listener: 404 for every path no route matched.
+pub fn fallback() -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    warp::path::full().map(|path: FullPath| {
+        // The path is echoed to help the caller, but bounded: it is theirs, not ours.
+        Route::UNMATCHED
+            .tag(ApiError::NoRoute(path.as_str().chars().take(256).collect()).into_response())
+    })
+}
+
+pub fn json_response<T: Serialize>(value: &T, status: StatusCode) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+/// Turns a handler's result into a response: errors become problem documents.
+pub fn finish(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}

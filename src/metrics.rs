@@ -1,0 +1,266 @@
+//! Prometheus metrics, served as text on the admin listener's `/metrics`.
+//!
+//! Names follow Prometheus conventions (base units, `_total` counters, an `_build_info` gauge).
+//! Labels stay low-cardinality: the HTTP route is the template (`/v1/timestamps/{name}`),
+//! never the raw path, and unknown methods collapse into `_OTHER`. Each `App` owns its own
+//! registry, so tests that run many services in one process do not mix their numbers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use warp::http::{Method, StatusCode};
+
+use crate::version;
+
+/// Request latencies of this service are mostly well under a millisecond; the buckets start
+/// there and reach the multi-second range a stalled dependency would produce.
+const HTTP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const REDIS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    redis_duration: HistogramVec,
+    redis_errors: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by method, route template and status.",
+            ),
+            &["method", "route", "status"],
+        );
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from receiving an HTTP request to its response, by method and route template.",
+            )
+            .buckets(HTTP_BUCKETS.to_vec()),
+            &["method", "route"],
+        );
+        let redis_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "timestamp_api_redis_command_duration_seconds",
+                "Time for a Redis command to complete, by command, failures included.",
+            )
+            .buckets(REDIS_BUCKETS.to_vec()),
+            &["command"],
+        );
+        let redis_errors = IntCounterVec::new(
+            Opts::new(
+                "timestamp_api_redis_command_errors_total",
+                "Redis commands that failed or did not complete in time, by command.",
+            ),
+            &["command"],
+        );
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "timestamp_api_build_info",
+                "Always 1; labels carry the version and git revision.",
+            ),
+            &["version", "git_sha"],
+        );
+        // The names, help texts and label sets above are fixed and distinct, so creating and
+        // registering them cannot fail; a failure would be a bug caught by the first test.
+        let (http_requests, http_duration, redis_duration, redis_errors, build_info) = (
+            http_requests.expect("valid metric"),
+            http_duration.expect("valid metric"),
+            redis_duration.expect("valid metric"),
+            redis_errors.expect("valid metric"),
+            build_info.expect("valid metric"),
+        );
+        build_info
+            .with_label_values(&[version::VERSION, version::GIT_SHA])
+            .set(1);
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(redis_duration.clone()),
+            Box::new(redis_errors.clone()),
+            Box::new(build_info),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric registered once");
+        }
+        Self(Arc::new(Inner {
+            registry,
+            http_requests,
+            http_duration,
+            redis_duration,
+            redis_errors,
+        }))
+    }
+
+    pub fn observe_request(
+        &self,
+        method: &Method,
+        route: &str,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
+        let method = method_label(method);
+        self.0
+            .http_requests
+            .with_label_values(&[method, route, status.as_str()])
+            .inc();
+        self.0
+            .http_duration
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Starts timing one Redis command; see `RedisTimer`.
+    pub fn time_redis(&self, command: &'static str) -> RedisTimer {
+        RedisTimer {
+            metrics: self.clone(),
+            command,
+            start: Instant::now(),
+            succeeded: None,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.0.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Records a command's duration when dropped, and counts it as an error unless `finish(true)`
+/// was called: a command abandoned because the operation's deadline passed is a failure too.
+pub struct RedisTimer {
+    metrics: Metrics,
+    command: &'static str,
+    start: Instant,
+    succeeded: Option<bool>,
+}
+
+impl RedisTimer {
+    pub fn finish(mut self, succeeded: bool) {
+        self.succeeded = Some(succeeded);
+    }
+}
+
+impl Drop for RedisTimer {
+    fn drop(&mut self) {
+        let inner = &self.metrics.0;
+        inner
+            .redis_duration
+            .with_label_values(&[self.command])
+            .observe(self.start.elapsed().as_secs_f64());
+        if self.succeeded != Some(true) {
+            inner.redis_errors.with_label_values(&[self.command]).inc();
+        }
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "_OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_by_route_template_and_build_info() {
+        let metrics = Metrics::new();
+        metrics.observe_request(
+            &Method::GET,
+            "/v1/timestamps/{name}",
+            StatusCode::OK,
+            Duration::from_millis(2),
+        );
+        metrics.observe_request(
+            &Method::from_bytes(b"BREW").unwrap(),
+            "unmatched",
+            StatusCode::NOT_FOUND,
+            Duration::ZERO,
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="GET",route="/v1/timestamps/{name}",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="_OTHER",route="unmatched",status="404"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"http_request_duration_seconds_bucket{method="GET",route="/v1/timestamps/{name}",le="0.0025"} 1"#), "{text}");
+        assert!(
+            text.contains(&format!(
+                r#"timestamp_api_build_info{{git_sha="{}",version="{}"}} 1"#,
+                version::GIT_SHA,
+                version::VERSION
+            )),
+            "{text}"
+        );
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[test]
+    fn an_unfinished_redis_command_counts_as_an_error() {
+        let metrics = Metrics::new();
+        metrics.time_redis("GET").finish(true);
+        metrics.time_redis("SET").finish(false);
+        drop(metrics.time_redis("SCAN"));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"timestamp_api_redis_command_duration_seconds_count{command="GET"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"timestamp_api_redis_command_errors_total{command="GET"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"timestamp_api_redis_command_errors_total{command="SET"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"timestamp_api_redis_command_errors_total{command="SCAN"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Logging and the per-request identity every log line and metric carries.
+//!
+//! Events go to stdout as JSON lines (`json`: one object with timestamp, level, target,
+//! message, fields and the current span) or, with `log_format = "text"`, in a human format,
+//! written in batches (`output`). Each request runs in a `request` span holding its request id,
+//! so every event logged while serving it names the request; the access log is one event per
+//! request under the `timestamp_api::access` target.
+
+mod json;
+pub mod output;
+
+use std::io::IsTerminal;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tracing_subscriber::EnvFilter;
+use warp::http::{HeaderMap, HeaderValue};
+use warp::reply::Response;
+
+use crate::config::{Config, LogFormat};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest incoming request id kept; a longer or odd one is replaced by a generated id.
+const REQUEST_ID_MAX_LEN: usize = 64;
+
+/// Installs the global subscriber. The filter was validated with the configuration, so an
+/// error here means a subscriber is already installed (a second call in one process). Lines
+/// are batched: whoever runs the service calls `output::flush` when idle and before exit.
+pub fn init(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let installed = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .fmt_fields(json::JsonFields)
+            .event_format(json::JsonLines)
+            .with_env_filter(filter)
+            .with_writer(output::BatchedStdout)
+            .try_init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_env_filter(filter)
+            .with_writer(output::BatchedStdout)
+            .try_init(),
+    };
+    if let Err(error) = installed {
+        eprintln!("timestamp-api: logging was already set up: {error}");
+    }
+    output::flush_before_panic_reports();
+}
+
+/// The request id to use: a well-formed incoming `X-Request-Id` (1 to 64 characters of
+/// `[A-Za-z0-9._:-]`), so that ids from a proxy or client carry through, or a new one.
+///
+/// It is returned as a header value, ready to echo; its text is `[A-Za-z0-9._:-]` only.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    match headers.get(REQUEST_ID_HEADER) {
+        Some(incoming) if incoming.to_str().is_ok_and(is_valid_request_id) => incoming.clone(),
+        _ => new_request_id(),
+    }
+}
+
+fn is_valid_request_id(id: &str) -> bool {
+    (1..=REQUEST_ID_MAX_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// 32 hex digits: a per-process random half and a counter. Unique within the process without a
+/// syscall per request; unique across processes with overwhelming probability.
+fn new_request_id() -> HeaderValue {
+    static PROCESS_SEED: LazyLock<u64> = LazyLock::new(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // The standard library seeds each RandomState from the OS's random source.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    });
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let id = format!(
+        "{:016x}{:016x}",
+        *PROCESS_SEED,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    // Hex digits are always a valid header value; the fallback is unreachable.
+    HeaderValue::from_maybe_shared(Bytes::from(id)).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+/// The route template a response was produced by, for metric labels and the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route(pub &'static str);
+
+impl Route {
+    /// Requests that matched no route.
+    pub const UNMATCHED: Self = Self("unmatched");
+
+    pub fn of(response: &Response) -> Self {
+        response
+            .extensions()
+            .get::<Self>()
+            .copied()
+            .unwrap_or(Self::UNMATCHED)
+    }
+
+    /// Labels a response with this route.
+    pub fn tag(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_id(id: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(id).unwrap());
+        headers
+    }
+
+    #[test]
+    fn well_formed_incoming_ids_are_kept() {
+        for id in [
+            "abc",
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "req_1.2:3",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(request_id(&with_id(id)), id);
+        }
+    }
+
+    #[test]
+    fn odd_or_missing_ids_are_replaced() {
+        for id in ["", "has space", "semi;colon", "{json}", &"a".repeat(65)] {
+            let chosen = request_id(&with_id(id));
+            assert_ne!(chosen, id);
+            assert!(is_valid_request_id(chosen.to_str().unwrap()), "{chosen:?}");
+        }
+        let first = request_id(&HeaderMap::new());
+        let second = request_id(&HeaderMap::new());
+        assert_eq!(first.len(), 32);
+        assert_ne!(first, second);
+    }
+}

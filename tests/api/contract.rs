@@ -1,0 +1,60 @@
+//! The OpenAPI document against the running service: every documented operation is routed,
+//! and what it answers is one of the statuses the document lists for it.
+
+use hyper::Method;
+use serde_json::Value;
+
+use crate::helpers::{RedisServer, TestApp};
+
+#[tokio::test]
+async fn every_documented_operation_answers_a_documented_status() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&redis).await;
+    let document = app.get("/openapi.json").await.json();
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 3);
+
+    let mut checked = 0;
+    for (template, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap() {
+            let documented: Vec<&String> =
+                operation["responses"].as_object().unwrap().keys().collect();
+            let method: Method = method.to_uppercase().parse().unwrap();
+            for path in [
+                template.replace("{name}", "probe"),
+                template.replace("{name}", "-invalid"),
+            ] {
+                let body = (method == Method::PUT).then_some(r#"{"epoch_ms": 1}"#);
+                let headers: &[(&str, &str)] = if body.is_some() {
+                    &[("content-type", "application/json")]
+                } else {
+                    &[]
+                };
+                let response = app.send(method.clone(), &path, headers, body).await;
+                let status = response.status.as_str().to_owned();
+                assert!(
+                    documented.contains(&&status),
+                    "{method} {path} answered {status}; documented: {documented:?}"
+                );
+                if response.status.is_client_error() || response.status.is_server_error() {
+                    let schema = &operation["responses"][status.as_str()]["content"]["application/problem+json"];
+                    assert!(
+                        schema.is_object(),
+                        "{method} {path}: {status} is not documented as a problem"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+    // And the problem schema the document promises is what errors look like.
+    let problem = &document["components"]["schemas"]["Problem"]["properties"];
+    let body = app.get("/v1/timestamps/-invalid").await.json();
+    for field in body.as_object().unwrap().keys() {
+        assert!(
+            problem.get(field).is_some_and(Value::is_object),
+            "{field} not in the Problem schema"
+        );
+    }
+}
