@@ -86,21 +86,18 @@ impl RedisServer {
 
     /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
     pub fn pause(&self) {
-        self.signal("-STOP");
+        send_signal(
+            self.child.as_ref().expect("redis-server is running"),
+            libc::SIGSTOP,
+        );
     }
 
     /// Undoes `pause` (SIGCONT).
     pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("redis-server is running").id();
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill {signal} {pid} failed");
+        send_signal(
+            self.child.as_ref().expect("redis-server is running"),
+            libc::SIGCONT,
+        );
     }
 
     /// Starts the server again on the same port.
@@ -160,6 +157,20 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Signals a child directly, so that the tests need no `kill` program (the Nix sandbox has none).
+fn send_signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is a child we
+    // have not reaped, so it cannot have been reused by another process.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        result,
+        0,
+        "kill({pid}, {signal}) failed: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 fn free_port() -> u16 {
@@ -503,12 +514,9 @@ impl ServiceProcess {
         }
     }
 
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success());
+    /// Sends a signal such as `libc::SIGTERM` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        send_signal(&self.child, signal);
     }
 
     /// Waits for the process to exit, at most `within`.

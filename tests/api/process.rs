@@ -28,7 +28,7 @@ async fn a_request_in_flight_at_sigterm_completes_and_the_process_exits_0() {
     std::thread::sleep(Duration::from_millis(200));
 
     let signalled = Instant::now();
-    service.signal("-TERM");
+    service.signal(libc::SIGTERM);
     // The listener closes (no drain delay by default) while the request is still open.
     eventually(Duration::from_secs(2), || async {
         TcpStream::connect(service.api.addr).is_err()
@@ -76,7 +76,7 @@ async fn requests_that_never_finish_are_cut_at_the_shutdown_timeout() {
     std::thread::sleep(Duration::from_millis(200));
 
     let signalled = Instant::now();
-    service.signal("-TERM");
+    service.signal(libc::SIGTERM);
     let status = service.wait(Duration::from_secs(5));
 
     assert_eq!(status.code(), Some(0));
@@ -97,7 +97,7 @@ async fn during_the_drain_delay_readiness_fails_but_requests_are_served() {
     ]);
     assert_eq!(service.admin.get("/readyz").await.status, 200);
 
-    service.signal("-INT");
+    service.signal(libc::SIGINT);
     eventually(Duration::from_millis(500), || async {
         service.admin.get("/readyz").await.status == 503
     })
@@ -196,7 +196,7 @@ async fn logs_are_json_lines_with_an_access_log_carrying_the_request_id() {
         )
         .await;
     assert_eq!(response.status, 201);
-    service.signal("-TERM");
+    service.signal(libc::SIGTERM);
     service.wait(Duration::from_secs(5));
 
     let events = service.events();
@@ -251,7 +251,7 @@ async fn events_logged_while_serving_a_request_carry_its_id() {
         )
         .await;
     assert_eq!(response.status, 503);
-    service.signal("-TERM");
+    service.signal(libc::SIGTERM);
     service.wait(Duration::from_secs(5));
 
     let warning = service
@@ -270,7 +270,7 @@ fn the_text_format_is_for_humans() {
         ("TSAPI_REDIS__URL", &redis.url()),
         ("TSAPI_LOG_FORMAT", "text"),
     ]);
-    service.signal("-TERM");
+    service.signal(libc::SIGTERM);
     assert_eq!(service.wait(Duration::from_secs(5)).code(), Some(0));
     let lines = service.stdout();
     assert!(
@@ -353,7 +353,7 @@ async fn the_redis_password_never_appears_in_logs_config_output_or_error_bodies(
         "{seen:?}"
     );
     for service in [&mut good, &mut bad] {
-        service.signal("-TERM");
+        service.signal(libc::SIGTERM);
         service.wait(Duration::from_secs(5));
         seen.extend(service.stdout());
         seen.extend(service.stderr());

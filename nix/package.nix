@@ -1,0 +1,55 @@
+# The crate, built with crane: the dependencies once (buildDepsOnly), then the binary on top.
+{
+  pkgs,
+  craneLib,
+  gitRevision,
+}:
+let
+  inherit (pkgs) lib;
+  root = ../.;
+
+  # Only what the build and the tests read: Cargo files, Rust sources and TOML, plus the
+  # committed OpenAPI document, which a test compares with the generated one.
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (craneLib.fileset.commonCargoSources root)
+      ../docs/openapi.json
+    ];
+  };
+
+  # Shared by every derivation below, so that they all reuse the same dependency build.
+  commonArgs = {
+    inherit src;
+    strictDeps = true;
+    buildInputs = lib.optionals pkgs.stdenv.hostPlatform.isDarwin [ pkgs.libiconv ];
+  };
+
+  cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+
+  package = craneLib.buildPackage (
+    commonArgs
+    // {
+      inherit cargoArtifacts;
+      # The integration tests need a redis-server: they run in the nextest check instead.
+      doCheck = false;
+      # Read at compile time by src/version.rs. Kept out of commonArgs: a new revision must not
+      # rebuild the dependencies.
+      TSAPI_GIT_SHA = gitRevision;
+      meta = {
+        description = "Named timestamps in Redis, as JSON over HTTP";
+        license = lib.licenses.mit;
+        mainProgram = "timestamp-api";
+        platforms = lib.platforms.linux;
+      };
+    }
+  );
+in
+{
+  inherit
+    src
+    commonArgs
+    cargoArtifacts
+    package
+    ;
+}

@@ -1,0 +1,26 @@
+# `nix develop`: the pinned toolchain plus every input of the checks, and the tools the
+# Makefile, the deployment tests and the benchmark call.
+{
+  pkgs,
+  craneLib,
+  checks,
+}:
+craneLib.devShell {
+  inherit checks;
+  packages = with pkgs; [
+    redis
+    cargo-nextest
+    cargo-deny
+    cargo-audit
+    taplo
+    nixfmt
+    deadnix
+    statix
+    docker-compose
+    kubectl
+    yamllint
+    shellcheck
+    wrk
+    curl
+  ];
+}
