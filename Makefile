@@ -1,5 +1,5 @@
 # Entry points for working on timestamp-api without Nix. Each target says what it needs.
-.PHONY: up test openapi bench
+.PHONY: up test openapi bench secrets e2e
 
 # Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C stops
 # both. Needs cargo, redis-server.
@@ -17,3 +17,11 @@ openapi:
 # Throughput and latency against raw Redis; prints a table (docs/performance.md). Needs wrk.
 bench:
 	bench/run
+
+# The deployment's secrets for compose.yaml (random passwords, ACL with hashes) in ./secrets.
+secrets:
+	scripts/secrets
+
+# The compose deployment end to end (docker, compose v2); always cleans up after itself.
+e2e:
+	tests/e2e/run

@@ -8,9 +8,10 @@
   gitRevision,
 }:
 let
-  inherit (pkgs) lib;
   uid = "10001";
-  binary = lib.getExe package;
+  # `contents` links the package's bin/ into the image root, so the binary has the same path
+  # here as in the stand-in image (scripts/standin-images) and in compose's health check.
+  binary = "/bin/${package.meta.mainProgram}";
   seconds = n: n * 1000 * 1000 * 1000; # Docker's health check durations are nanoseconds.
 in
 pkgs.dockerTools.buildLayeredImage {
@@ -19,6 +20,7 @@ pkgs.dockerTools.buildLayeredImage {
   # `created` is left at its default (1970-01-01T00:00:01Z): no build-time clock in the image.
 
   contents = [
+    package
     (pkgs.dockerTools.fakeNss.override {
       extraPasswdLines = [ "timestamp-api:x:${uid}:${uid}:timestamp-api:/var/empty:/sbin/nologin" ];
       extraGroupLines = [ "timestamp-api:x:${uid}:" ];

@@ -29,7 +29,10 @@ pkgs.dockerTools.buildLayeredImage {
   name = "timestamp-redis";
   tag = redis.version;
 
+  # `redis` here links redis-server and redis-cli at /bin, the paths compose's and Kubernetes'
+  # commands and probes use, in this image and in the stand-in alike.
   contents = [
+    redis
     (pkgs.dockerTools.fakeNss.override {
       extraPasswdLines = [ "redis:x:${uid}:${uid}:redis:/data:/sbin/nologin" ];
       extraGroupLines = [ "redis:x:${uid}:" ];
@@ -48,16 +51,18 @@ pkgs.dockerTools.buildLayeredImage {
 
   config = {
     User = "${uid}:${uid}";
-    Entrypoint = [ (lib.getExe' redis "redis-server") ];
+    Entrypoint = [ "/bin/redis-server" ];
     Cmd = [ "/etc/redis/redis.conf" ];
     WorkingDir = "/data";
     Volumes."/data" = { };
     ExposedPorts."6379/tcp" = { };
     Healthcheck = {
-      # The health user has no password and may only PING (nix/redis/users.acl).
+      # The health user has no password and may only PING (nix/redis/users.acl); `-e` makes an
+      # error reply (NOAUTH, LOADING) a failure, which redis-cli otherwise exits 0 on.
       Test = [
         "CMD"
-        (lib.getExe' redis "redis-cli")
+        "/bin/redis-cli"
+        "-e"
         "--user"
         "healthcheck"
         "--pass"

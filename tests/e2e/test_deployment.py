@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the compose deployment (compose.yaml), over 127.0.0.1 only.
+
+Run by tests/e2e/run (`make e2e`), which starts the stack and always tears it down. Each test
+is an assertion about a property of the deployment that fails when the property breaks: the
+API contract through the published port, what is (not) published, persistence across restarts
+and crashes, behaviour with Redis down, graceful shutdown under load, the Redis ACL, the
+containers' hardening, and a backup-and-restore rehearsal. Tests run in the order written;
+each leaves the stack healthy for the next.
+
+Environment (set by tests/e2e/run): COMPOSE_PROJECT_NAME, API_PORT, SECRETS_DIR, API_IMAGE,
+REDIS_IMAGE, API_DRAIN_DELAY.
+"""
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+API_PORT = int(os.environ["API_PORT"])
+SECRETS = Path(os.environ["SECRETS_DIR"])
+PROJECT = os.environ["COMPOSE_PROJECT_NAME"]
+APP_USER = "timestamp-api"
+
+
+def read_secret(name):
+    return (SECRETS / name).read_text().strip()
+
+
+def run(*args, check=True, env=None, timeout=120):
+    result = subprocess.run(
+        args, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def compose(*args, check=True, timeout=180):
+    return run("docker", "compose", *args, check=check, timeout=timeout)
+
+
+def container(service):
+    container_id = compose("ps", "--all", "--quiet", service).stdout.strip()
+    assert container_id, f"no container for {service}"
+    return container_id
+
+
+def inspect(service):
+    return json.loads(run("docker", "inspect", container(service)).stdout)[0]
+
+
+def request(method, path, body=None, headers=None, timeout=5):
+    """One request on a fresh connection: (status, headers, parsed JSON or None, seconds)."""
+    connection = http.client.HTTPConnection("127.0.0.1", API_PORT, timeout=timeout)
+    started = time.monotonic()
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        raw = response.read()
+        elapsed = time.monotonic() - started
+        parsed = json.loads(raw) if raw and "json" in (response.getheader("content-type") or "") else None
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, parsed, elapsed
+    finally:
+        connection.close()
+
+
+def put_json(path, document):
+    return request("PUT", path, json.dumps(document), {"Content-Type": "application/json"})
+
+
+def redis_cli(user, password, *args):
+    """redis-cli inside the Redis container (Redis has no host port); password via env, not argv."""
+    command = ["exec", "-T"]
+    if password is not None:
+        command += ["-e", f"REDISCLI_AUTH={password}"]
+    command += ["redis", "/bin/redis-cli", "--no-auth-warning"]
+    if user is not None:
+        command += ["--user", user]
+    return compose(*command, *args, check=False).stdout.strip()
+
+
+def wait_for(description, condition, within=60):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (OSError, http.client.HTTPException, AssertionError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{description}: not within {within}s")
+
+
+def wait_until_serving(within=60):
+    wait_for("the API serves", lambda: request("GET", "/v1/timestamps?limit=1")[0] == 200, within)
+
+
+def assert_problem(result, status, slug):
+    code, headers, body, _ = result
+    assert code == status, f"expected {status}, got {code}: {body}"
+    assert headers["content-type"] == "application/problem+json", headers
+    assert body["status"] == status and body["type"].endswith("#" + slug), body
+
+
+TESTS = []
+
+
+def test(function):
+    TESTS.append(function)
+    return function
+
+
+@test
+def api_contract_through_the_published_port():
+    status, headers, body, _ = request("PUT", "/v1/timestamps/e2e-deploy")
+    assert status == 201 and headers["location"] == "/v1/timestamps/e2e-deploy", (status, headers)
+    assert body["name"] == "e2e-deploy" and body["timestamp"].endswith("Z"), body
+
+    status, _, body, _ = put_json("/v1/timestamps/e2e-deploy", {"timestamp": "2026-11-25T18:36:23.123+01:00"})
+    assert status == 200 and body == {
+        "name": "e2e-deploy",
+        "timestamp": "2026-11-25T17:36:23.123Z",
+        "epoch_ms": 1795628183123,
+    }, (status, body)
+    assert request("GET", "/v1/timestamps/e2e-deploy")[2]["epoch_ms"] == 1795628183123
+
+    status, _, body, _ = request("GET", "/v1/timestamps?limit=1000")
+    assert status == 200 and "e2e-deploy" in {item["name"] for item in body["items"]}, body
+
+    status, _, _, _ = request("DELETE", "/v1/timestamps/e2e-deploy")
+    assert status == 204
+    assert_problem(request("GET", "/v1/timestamps/e2e-deploy"), 404, "not-found")
+    assert_problem(request("GET", "/v1/timestamps/-bad-name"), 400, "invalid-name")
+    assert_problem(put_json("/v1/timestamps/x", {"epoch_ms": -1}), 400, "out-of-range")
+    method_not_allowed = request("POST", "/v1/timestamps/x")
+    assert_problem(method_not_allowed, 405, "method-not-allowed")
+    assert method_not_allowed[1]["allow"] == "GET, HEAD, PUT, DELETE"
+
+
+@test
+def only_the_api_port_is_published_and_only_on_loopback():
+    api_ports = inspect("api")["NetworkSettings"]["Ports"]
+    published = {port: bindings for port, bindings in api_ports.items() if bindings}
+    assert list(published) == ["8080/tcp"], api_ports
+    assert all(binding["HostIp"] == "127.0.0.1" for binding in published["8080/tcp"]), published
+    assert not api_ports.get("9090/tcp"), "the admin port is published"
+    assert not any(inspect("redis")["NetworkSettings"]["Ports"].values()), "Redis has a host port"
+    admin = compose("port", "api", "9090", check=False)
+    assert admin.returncode != 0 or admin.stdout.strip() in ("", ":0"), admin.stdout
+
+
+@test
+def redis_is_not_reachable_from_the_host():
+    networks = inspect("redis")["NetworkSettings"]["Networks"]
+    assert [name.removeprefix(PROJECT + "_") for name in networks] == ["backend"], networks
+    network = run("docker", "network", "inspect", PROJECT + "_backend").stdout
+    assert json.loads(network)[0]["Internal"] is True
+    for settings in networks.values():
+        reply = b""
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            try:
+                probe.connect((settings["IPAddress"], 6379))
+                probe.sendall(b"PING\r\n")
+                reply = probe.recv(64)
+            except OSError:
+                pass
+        # Any Redis reply (+PONG, -NOAUTH) means the host got through; silence or an error
+        # does not (some networks accept every TCP connection at the edge).
+        assert not reply.startswith((b"+", b"-")), f"the host reaches Redis at {settings['IPAddress']}: {reply!r}"
+
+
+@test
+def the_app_user_can_do_only_what_the_service_needs():
+    password = read_secret("redis_password")
+    assert redis_cli(APP_USER, password, "SET", "ts:e2e-acl", "1") == "OK"
+    assert redis_cli(APP_USER, password, "GET", "ts:e2e-acl") == "1"
+    for command in (["FLUSHALL"], ["CONFIG", "GET", "dir"], ["KEYS", "*"], ["GET", "other:key"], ["SET", "other:key", "1"]):
+        reply = redis_cli(APP_USER, password, *command)
+        assert reply.startswith("NOPERM"), f"{command}: {reply}"
+    assert redis_cli(APP_USER, password, "DEL", "ts:e2e-acl") == "1"
+
+
+@test
+def the_default_user_and_wrong_passwords_are_refused():
+    assert redis_cli(None, None, "PING").startswith("NOAUTH"), "the default user is not off"
+    refused = compose(
+        "exec", "-T", "-e", "REDISCLI_AUTH=not-the-password", "redis",
+        "/bin/redis-cli", "--no-auth-warning", "--user", APP_USER, "PING", check=False,
+    )
+    assert "WRONGPASS" in refused.stdout + refused.stderr, refused
+
+
+@test
+def both_containers_run_as_non_root_with_a_read_only_root_filesystem():
+    for service, user in (("api", "10001:10001"), ("redis", "999:999")):
+        details = inspect(service)
+        assert details["Config"]["User"] == user, (service, details["Config"]["User"])
+        host = details["HostConfig"]
+        assert host["ReadonlyRootfs"] is True, service
+        assert host["CapDrop"] == ["ALL"], (service, host["CapDrop"])
+        assert "no-new-privileges:true" in host["SecurityOpt"], (service, host["SecurityOpt"])
+        assert host["PidsLimit"] > 0 and host["Memory"] > 0 and host["NanoCpus"] > 0, service
+        # docker top passes options to ps, which must keep its PID column.
+        processes = run("docker", "top", container(service), "-eo", "pid,uid").stdout.split("\n")[1:]
+        uids = [line.split()[1] for line in processes if line.strip()]
+        assert uids and "0" not in uids, (service, uids)
+
+
+@test
+def secrets_are_files_only_and_the_acl_holds_hashes_only():
+    password = read_secret("redis_password")
+    admin_password = read_secret("redis_admin_password")
+    acl = (SECRETS / "users.acl").read_text()
+    assert password not in acl and admin_password not in acl
+    assert acl.count(" #") == 2, acl
+    for service in ("api", "redis"):
+        details = inspect(service)
+        environment = "\n".join(details["Config"]["Env"] or [])
+        assert password not in environment and admin_password not in environment, service
+        image = json.loads(run("docker", "image", "inspect", details["Image"]).stdout)[0]
+        assert password not in json.dumps(image["Config"]), service
+    logs = compose("logs", "--no-color").stdout
+    assert password not in logs and admin_password not in logs
+    assert (SECRETS / "redis_password").stat().st_uid == 10001
+    assert (SECRETS / "users.acl").stat().st_uid == 999
+    for name in ("redis_password", "users.acl", "redis_admin_password"):
+        assert (SECRETS / name).stat().st_mode & 0o077 == 0, f"{name} is readable by group or others"
+
+
+@test
+def values_survive_a_redis_restart():
+    assert put_json("/v1/timestamps/e2e-restart", {"epoch_ms": 1111})[0] in (200, 201)
+    compose("restart", "redis")
+    compose("up", "--detach", "--wait")
+    wait_until_serving()
+    assert request("GET", "/v1/timestamps/e2e-restart")[2]["epoch_ms"] == 1111
+
+
+@test
+def values_survive_down_and_up_with_the_volume_kept():
+    assert put_json("/v1/timestamps/e2e-down-up", {"epoch_ms": 2222})[0] in (200, 201)
+    compose("down")
+    compose("up", "--detach", "--wait")
+    wait_until_serving()
+    assert request("GET", "/v1/timestamps/e2e-down-up")[2]["epoch_ms"] == 2222
+
+
+@test
+def an_acknowledged_write_survives_sigkill_of_redis():
+    status, _, body, _ = put_json("/v1/timestamps/e2e-kill", {"epoch_ms": 3333})
+    assert status in (200, 201) and body["epoch_ms"] == 3333
+    run("docker", "kill", "--signal", "KILL", container("redis"))
+    compose("up", "--detach", "--wait")
+    wait_until_serving()
+    assert request("GET", "/v1/timestamps/e2e-kill")[2]["epoch_ms"] == 3333
+
+
+@test
+def with_redis_stopped_the_api_answers_503_fast_and_recovers():
+    assert put_json("/v1/timestamps/e2e-fault", {"epoch_ms": 4444})[0] in (200, 201)
+    compose("stop", "redis")
+    for path in ("/v1/timestamps/e2e-fault", "/v1/timestamps?limit=5"):
+        result = request("GET", path)
+        assert_problem(result, 503, "unavailable")
+        assert result[1]["retry-after"] == "1"
+        assert result[3] < 1.0, f"{path} took {result[3]:.2f}s"
+    probe = compose("exec", "-T", "api", "/bin/timestamp-api", "healthcheck", check=False)
+    assert probe.returncode == 1 and "503" in probe.stderr, (probe.returncode, probe.stderr)
+    api = inspect("api")
+    assert api["State"]["Running"] and api["RestartCount"] == 0, api["State"]
+    compose("start", "redis")
+    wait_for("the API serves again", lambda: request("GET", "/v1/timestamps/e2e-fault")[0] == 200, 30)
+    compose("up", "--detach", "--wait")
+
+
+@test
+def stopping_the_api_under_load_loses_no_request():
+    outcomes, errors = [], []
+    stop_issued = threading.Event()
+    deadline = time.monotonic() + 3.0  # the load ends before the drain delay (3 s) does
+
+    def load(worker):
+        connection = http.client.HTTPConnection("127.0.0.1", API_PORT, timeout=10)
+        sequence = 0
+        while time.monotonic() < deadline:
+            sequence += 1
+            try:
+                connection.request("PUT", f"/v1/timestamps/e2e-load-{worker}")
+                response = connection.getresponse()
+                response.read()
+                outcomes.append((response.status, stop_issued.is_set()))
+            except Exception as error:  # noqa: BLE001 - every failure is a lost request
+                errors.append(f"worker {worker} request {sequence}: {error!r}")
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", API_PORT, timeout=10)
+        connection.close()
+
+    workers = [threading.Thread(target=load, args=(n,)) for n in range(8)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)
+    stop_issued.set()
+    stopping = subprocess.Popen(["docker", "compose", "stop", "api"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for worker in workers:
+        worker.join()
+    stopping.wait(timeout=60)
+
+    assert not errors, errors[:5]
+    assert outcomes and all(status in (200, 201) for status, _ in outcomes), {s for s, _ in outcomes}
+    after_stop = sum(1 for _, stopped in outcomes if stopped)
+    assert after_stop > 0, "no request was served after the stop was issued"
+    state = inspect("api")["State"]
+    assert state["ExitCode"] == 0, state
+    logs = compose("logs", "--no-color", "api").stdout
+    assert "shutdown signal received" in logs and "stopped; Redis connection closed" in logs
+    print(f"    {len(outcomes)} requests, {after_stop} of them after SIGTERM, none lost")
+    compose("up", "--detach", "--wait")
+    wait_until_serving()
+
+
+@test
+def backup_and_restore_rehearsal():
+    """docs/deployment.md "Backup and restore": the scripts operators run, end to end."""
+    assert put_json("/v1/timestamps/e2e-backed-up", {"epoch_ms": 5555})[0] in (200, 201)
+    with tempfile.TemporaryDirectory() as directory:
+        backup = Path(directory) / "backup.rdb"
+        run("scripts/redis-backup", str(backup))
+        assert backup.stat().st_size > 0
+        assert put_json("/v1/timestamps/e2e-after-backup", {"epoch_ms": 6666})[0] in (200, 201)
+        run("scripts/redis-restore", str(backup), timeout=300)
+    wait_until_serving()
+    assert request("GET", "/v1/timestamps/e2e-backed-up")[2]["epoch_ms"] == 5555
+    assert request("GET", "/v1/timestamps/e2e-after-backup")[0] == 404
+    # The restored data is durable again: it survives SIGKILL through the new append-only file.
+    run("docker", "kill", "--signal", "KILL", container("redis"))
+    compose("up", "--detach", "--wait")
+    wait_until_serving()
+    assert request("GET", "/v1/timestamps/e2e-backed-up")[2]["epoch_ms"] == 5555
+
+
+def main():
+    failures = 0
+    for function in TESTS:
+        started = time.monotonic()
+        try:
+            function()
+        except Exception:  # noqa: BLE001 - report every failing test, then fail the run
+            failures += 1
+            print(f"FAIL {function.__name__} ({time.monotonic() - started:.1f}s)")
+            traceback.print_exc()
+            print(compose("ps", "--all", check=False).stdout)
+            print(compose("logs", "--no-color", "--tail", "20", check=False).stdout)
+            compose("up", "--detach", "--wait", check=False)
+        else:
+            print(f"ok   {function.__name__} ({time.monotonic() - started:.1f}s)")
+    print(f"e2e: {len(TESTS) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
