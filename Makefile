@@ -18,9 +18,10 @@ openapi:
 bench:
 	bench/run
 
-# The deployment's secrets for compose.yaml (random passwords, ACL with hashes) in ./secrets.
+# The deployment's secrets (random passwords, ACL with hashes) in ./secrets for compose.yaml,
+# with copies for the Kubernetes dev overlay.
 secrets:
-	scripts/secrets
+	scripts/secrets secrets deploy/k8s/overlays/dev/secrets
 
 # The compose deployment end to end (docker, compose v2); always cleans up after itself.
 e2e:

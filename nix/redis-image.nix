@@ -1,6 +1,7 @@
 # The pinned Redis as a layered OCI image: nixpkgs' redis at the locked revision, run as a
-# numeric non-root user with /data as its volume, configured by nix/redis/redis.conf and the
-# ACL file beside it. Deployments mount their own ACL (with the app's password hash) over
+# numeric non-root user with /data as its volume, configured by the repository's one Redis
+# configuration (deploy/k8s/base/redis/config/, where kustomize can read it too) and the ACL
+# file beside it. Deployments mount their own ACL (with the app's password hash) over
 # /etc/redis/acl/users.acl; the one baked in lets nobody in but the PING-only health user.
 {
   pkgs,
@@ -22,6 +23,7 @@ let
     lib.throwIfNot (builtins.all (name: redisArgs ? ${name}) (builtins.attrNames switches))
       "nixpkgs' redis no longer takes ${lib.concatStringsSep " and " (builtins.attrNames switches)}; update nix/redis-image.nix"
       ((pkgs.redis.override switches).overrideAttrs { doCheck = false; });
+  config = ../deploy/k8s/base/redis/config;
   uid = "999";
   seconds = n: n * 1000 * 1000 * 1000;
 in
@@ -41,8 +43,8 @@ pkgs.dockerTools.buildLayeredImage {
   extraCommands = ''
     mkdir -p etc/redis/acl data
     mkdir -m 1777 tmp
-    cp ${./redis/redis.conf} etc/redis/redis.conf
-    cp ${./redis/users.acl} etc/redis/acl/users.acl
+    cp ${config}/redis.conf etc/redis/redis.conf
+    cp ${config}/users.acl etc/redis/acl/users.acl
   '';
   # Ownership needs fakeroot: a fresh named volume copies /data's owner from the image.
   fakeRootCommands = ''
@@ -57,7 +59,7 @@ pkgs.dockerTools.buildLayeredImage {
     Volumes."/data" = { };
     ExposedPorts."6379/tcp" = { };
     Healthcheck = {
-      # The health user has no password and may only PING (nix/redis/users.acl); `-e` makes an
+      # The health user has no password and may only PING (users.acl); `-e` makes an
       # error reply (NOAUTH, LOADING) a failure, which redis-cli otherwise exits 0 on.
       Test = [
         "CMD"

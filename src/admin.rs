@@ -31,11 +31,12 @@ pub fn routes(
         Route("/livez"),
         warp::any().map(|| json_response(&json!({"status": "ok"}), StatusCode::OK)),
     );
+    let readiness_metrics = metrics.clone();
     let readyz = read_only(
         warp::path!("readyz"),
         Route("/readyz"),
         warp::any()
-            .map(move || (store.clone(), draining.clone()))
+            .map(move || (store.clone(), draining.clone(), readiness_metrics.clone()))
             .untuple_one()
             .then(readiness),
     );
@@ -72,19 +73,21 @@ pub fn routes(
         .unify()
 }
 
-async fn readiness(store: Store, draining: Draining) -> Response {
-    if draining.is_draining() {
-        return not_ready("shutting down");
-    }
-    match store.ping().await {
+async fn readiness(store: Store, draining: Draining, metrics: Metrics) -> Response {
+    let outcome = if draining.is_draining() {
+        Err("shutting down".to_owned())
+    } else {
+        store
+            .ping()
+            .await
+            .map_err(|error| format!("redis: {error}"))
+    };
+    metrics.set_ready(outcome.is_ok());
+    match outcome {
         Ok(()) => json_response(&json!({"status": "ready"}), StatusCode::OK),
-        Err(error) => not_ready(&format!("redis: {error}")),
+        Err(reason) => json_response(
+            &json!({"status": "not ready", "reason": reason}),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
     }
-}
-
-fn not_ready(reason: &str) -> Response {
-    json_response(
-        &json!({"status": "not ready", "reason": reason}),
-        StatusCode::SERVICE_UNAVAILABLE,
-    )
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use warp::http::{Method, StatusCode};
 
@@ -31,6 +32,7 @@ pub struct Metrics(Arc<Inner>);
 
 struct Inner {
     registry: Registry,
+    ready: IntGauge,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     redis_duration: HistogramVec,
@@ -70,6 +72,10 @@ impl Metrics {
             ),
             &["command"],
         );
+        let ready = IntGauge::new(
+            "timestamp_api_ready",
+            "1 if the last readiness check (GET /readyz) passed, else 0.",
+        );
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "timestamp_api_build_info",
@@ -79,7 +85,8 @@ impl Metrics {
         );
         // The names, help texts and label sets above are fixed and distinct, so creating and
         // registering them cannot fail; a failure would be a bug caught by the first test.
-        let (http_requests, http_duration, redis_duration, redis_errors, build_info) = (
+        let (ready, http_requests, http_duration, redis_duration, redis_errors, build_info) = (
+            ready.expect("valid metric"),
             http_requests.expect("valid metric"),
             http_duration.expect("valid metric"),
             redis_duration.expect("valid metric"),
@@ -90,7 +97,8 @@ impl Metrics {
             .with_label_values(&[version::VERSION, version::GIT_SHA])
             .set(1);
         for collector in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ready.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(redis_duration.clone()),
             Box::new(redis_errors.clone()),
@@ -103,6 +111,7 @@ impl Metrics {
         }
         Self(Arc::new(Inner {
             registry,
+            ready,
             http_requests,
             http_duration,
             redis_duration,
@@ -126,6 +135,11 @@ impl Metrics {
             .http_duration
             .with_label_values(&[method, route])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records the outcome of a readiness check, for alerting on it.
+    pub fn set_ready(&self, ready: bool) {
+        self.0.ready.set(i64::from(ready));
     }
 
     /// Starts timing one Redis command; see `RedisTimer`.

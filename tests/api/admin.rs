@@ -22,6 +22,14 @@ async fn readyz_follows_redis() {
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["status"], "ready");
 
+    let gauge = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("timestamp_api_ready "))
+            .map(str::to_owned)
+    };
+    let metrics = String::from_utf8(app.admin.get("/metrics").await.body.to_vec()).unwrap();
+    assert_eq!(gauge(&metrics).as_deref(), Some("timestamp_api_ready 1"));
+
     redis.stop();
     let not_ready = app.admin.get("/readyz").await;
     assert_eq!(not_ready.status, 503);

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Policy check of rendered Kubernetes manifests (`kubectl kustomize … | policy.py -`).
+
+Every pod template must meet the Pod Security Standards' restricted profile (as enforced by
+kube-apiserver's pod-security admission, baseline checks included) plus this project's extras:
+a read-only root filesystem, no service-account token, resources, probes, and for the API the
+shutdown choreography (preStop sleep, grace period above drain + shutdown timeout) and rollout
+settings. Every object carries the recommended labels. Exits 1 and lists every violation.
+"""
+
+import re
+import sys
+
+import yaml
+
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by")
+
+
+def pod_spec(obj):
+    spec = obj.get("spec", {})
+    if obj["kind"] == "Pod":
+        return spec
+    if obj["kind"] == "CronJob":
+        return spec["jobTemplate"]["spec"]["template"]["spec"]
+    return spec["template"]["spec"]
+
+
+def seconds(value):
+    match = re.fullmatch(r"(\d+)(ms|s|m)", value or "0s")
+    if not match:
+        return 0
+    number, unit = int(match.group(1)), match.group(2)
+    return {"ms": number / 1000, "s": number, "m": number * 60}[unit]
+
+
+def check_pod(name, spec, problems, config):
+    def problem(text):
+        problems.append(f"{name}: {text}")
+
+    pod_security = spec.get("securityContext") or {}
+    containers = spec.get("containers", []) + spec.get("initContainers", []) + spec.get("ephemeralContainers", [])
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(key):
+            problem(f"{key} is set")
+    if spec.get("automountServiceAccountToken") is not False:
+        problem("automountServiceAccountToken is not false")
+    for volume in spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            problem(f"volume {volume['name']} is of a type the restricted profile forbids: {sorted(kinds)}")
+    for sysctl in pod_security.get("sysctls", []):
+        problem(f"sysctl {sysctl.get('name')} is set")
+
+    for container in containers:
+        where = f"container {container['name']}"
+        security = container.get("securityContext") or {}
+        effective = {**pod_security, **security}
+        if security.get("privileged"):
+            problem(f"{where} is privileged")
+        if security.get("allowPrivilegeEscalation") is not False:
+            problem(f"{where}: allowPrivilegeEscalation is not false")
+        capabilities = security.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            problem(f"{where}: capabilities do not drop ALL")
+        if set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}:
+            problem(f"{where}: adds capabilities {capabilities['add']}")
+        if effective.get("runAsNonRoot") is not True:
+            problem(f"{where}: runAsNonRoot is not true")
+        if effective.get("runAsUser") == 0:
+            problem(f"{where}: runs as user 0")
+        if (effective.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            problem(f"{where}: seccompProfile is not RuntimeDefault or Localhost")
+        if security.get("procMount", "Default") != "Default":
+            problem(f"{where}: procMount is not Default")
+        if security.get("readOnlyRootFilesystem") is not True:
+            problem(f"{where}: readOnlyRootFilesystem is not true")
+        for port in container.get("ports", []):
+            if port.get("hostPort"):
+                problem(f"{where}: uses hostPort {port['hostPort']}")
+        image = container.get("image", "")
+        if ":" not in image.rsplit("/", 1)[-1] and "@sha256:" not in image or image.endswith(":latest"):
+            problem(f"{where}: image {image!r} is not pinned to a tag or digest")
+        resources = container.get("resources") or {}
+        for kind, resource in (("requests", "cpu"), ("requests", "memory"), ("limits", "memory")):
+            if resource not in (resources.get(kind) or {}):
+                problem(f"{where}: no {kind}.{resource}")
+        if container in spec.get("containers", []) and config["long_running"]:
+            for probe in ("livenessProbe", "readinessProbe"):
+                if probe not in container:
+                    problem(f"{where}: no {probe}")
+
+
+def check_api(obj, problems, configmaps):
+    name = f"{obj['kind']}/{obj['metadata']['name']}"
+    spec = obj["spec"]
+    strategy = spec.get("strategy", {})
+    rolling = strategy.get("rollingUpdate", {})
+    if strategy.get("type") != "RollingUpdate" or rolling.get("maxUnavailable") != 0 or rolling.get("maxSurge") != 1:
+        problems.append(f"{name}: rollout must be RollingUpdate with maxUnavailable 0, maxSurge 1")
+    for field in ("minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit"):
+        if field not in spec:
+            problems.append(f"{name}: {field} is not set")
+    pod = spec["template"]["spec"]
+    keys = {constraint["topologyKey"] for constraint in pod.get("topologySpreadConstraints", [])}
+    if not {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys:
+        problems.append(f"{name}: no topology spread across nodes and zones")
+    annotations = spec["template"].get("metadata", {}).get("annotations", {})
+    if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != "9090":
+        problems.append(f"{name}: no Prometheus scrape annotations for the admin port")
+    container = pod["containers"][0]
+    sleep = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
+    if not sleep:
+        problems.append(f"{name}: no preStop sleep action")
+    for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+        http = container.get(probe, {}).get("httpGet", {})
+        if http.get("path") != path or http.get("port") != "admin":
+            problems.append(f"{name}: {probe} is not httpGet {path} on the admin port")
+    environment = {}
+    for source in container.get("envFrom", []):
+        environment.update(configmaps.get(source.get("configMapRef", {}).get("name"), {}))
+    drain = seconds(environment.get("TSAPI_DRAIN_DELAY"))
+    shutdown = seconds(environment.get("TSAPI_SHUTDOWN_TIMEOUT", "10s"))
+    if not drain:
+        problems.append(f"{name}: TSAPI_DRAIN_DELAY is not set through the service's config")
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace <= (sleep or 0) + drain + shutdown:
+        problems.append(f"{name}: terminationGracePeriodSeconds {grace} is not above preStop {sleep} + drain {drain} + shutdown {shutdown}")
+
+
+def check(documents):
+    problems = []
+    objects = [document for document in documents if document]
+    configmaps = {obj["metadata"]["name"]: obj.get("data", {}) for obj in objects if obj["kind"] == "ConfigMap"}
+    kinds = {obj["kind"] for obj in objects}
+    for obj in objects:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        labels = obj["metadata"].get("labels", {})
+        missing = [label for label in REQUIRED_LABELS if label not in labels]
+        if missing:
+            problems.append(f"{name}: missing labels {missing}")
+        if obj["kind"] in WORKLOADS:
+            long_running = obj["kind"] in {"Deployment", "StatefulSet", "DaemonSet"}
+            check_pod(name, pod_spec(obj), problems, {"long_running": long_running})
+            if obj["kind"] == "Deployment" and labels.get("app.kubernetes.io/component") == "api":
+                check_api(obj, problems, configmaps)
+        if obj["kind"] == "Namespace":
+            ns_labels = obj["metadata"].get("labels", {})
+            for mode in ("enforce", "audit", "warn"):
+                if ns_labels.get(f"pod-security.kubernetes.io/{mode}") != "restricted":
+                    problems.append(f"{name}: pod-security.kubernetes.io/{mode} is not restricted")
+        if obj["kind"] == "Ingress":
+            for rule in obj["spec"].get("rules", []):
+                for path in rule.get("http", {}).get("paths", []):
+                    port = path["backend"]["service"]["port"]
+                    if path["path"] not in ("/v1", "/openapi.json") or port.get("name") != "http":
+                        problems.append(f"{name}: routes {path['path']} to port {port}")
+    if "Namespace" in kinds and not any(
+        obj["kind"] == "NetworkPolicy" and obj["spec"].get("podSelector") == {} and
+        set(obj["spec"].get("policyTypes", [])) == {"Ingress", "Egress"} and
+        not obj["spec"].get("ingress") and not obj["spec"].get("egress")
+        for obj in objects
+    ):
+        problems.append("no default-deny NetworkPolicy for the namespace")
+    if not any(obj["kind"] in WORKLOADS for obj in objects):
+        problems.append("no workload found: nothing was checked")
+    return problems
+
+
+def main():
+    paths = sys.argv[1:] or ["-"]
+    failed = False
+    for path in paths:
+        stream = sys.stdin if path == "-" else open(path)
+        problems = check(list(yaml.safe_load_all(stream)))
+        for problem in problems:
+            print(f"{path}: {problem}")
+        failed |= bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
