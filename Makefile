@@ -1,5 +1,10 @@
 # Entry points for working on timestamp-api without Nix. Each target says what it needs.
-.PHONY: up test openapi bench secrets e2e
+
+# compose's .env, if there is one, also sets what the scripts read (REDIS_KEY_PREFIX, SECRETS_DIR).
+-include .env
+export
+
+.PHONY: up test lint openapi bench secrets e2e
 
 # Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C stops
 # both. Needs cargo, redis-server.
@@ -9,6 +14,10 @@ up:
 # Unit and integration tests (the integration tests start their own redis-servers).
 test:
 	cargo test --locked
+
+# Every linter CI runs (.ci/lint): rustfmt, clippy, shellcheck, yamllint, actionlint, promtool.
+lint:
+	.ci/lint
 
 # Regenerate docs/openapi.json from the code (a test fails while it is stale).
 openapi:
@@ -21,7 +30,7 @@ bench:
 # The deployment's secrets (random passwords, ACL with hashes) in ./secrets for compose.yaml,
 # with copies for the Kubernetes dev overlay.
 secrets:
-	scripts/secrets secrets deploy/k8s/overlays/dev/secrets
+	scripts/secrets $(or $(SECRETS_DIR),secrets) deploy/k8s/overlays/dev/secrets
 
 # The compose deployment end to end (docker, compose v2); always cleans up after itself.
 e2e:

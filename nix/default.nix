@@ -24,11 +24,12 @@ let
   gitRevision = self.rev or self.dirtyRev or "unknown";
 
   crate = import ./package.nix { inherit pkgs craneLib gitRevision; };
+  layeredImage = import ./layered-image.nix { inherit pkgs gitRevision; };
   image = import ./image.nix {
-    inherit pkgs gitRevision;
+    inherit layeredImage;
     inherit (crate) package;
   };
-  redis-image = import ./redis-image.nix { inherit pkgs gitRevision; };
+  redis-image = import ./redis-image.nix { inherit pkgs layeredImage; };
 in
 {
   packages = {

@@ -1,5 +1,5 @@
 # `nix develop`: the pinned toolchain plus every input of the checks, and the tools the
-# Makefile, the deployment tests and the benchmark call.
+# Makefile (`make lint` included), the deployment tests and the benchmark call.
 {
   pkgs,
   craneLib,
@@ -20,6 +20,9 @@ craneLib.devShell {
     kubectl
     yamllint
     shellcheck
+    actionlint
+    prometheus # promtool
+    python3
     wrk
     curl
   ];

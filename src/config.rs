@@ -14,7 +14,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::error::Kind;
 use figment::providers::{Env, Format, Toml};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// Prefix of every environment variable the service reads.
 pub const ENV_PREFIX: &str = "TSAPI_";
@@ -67,8 +67,9 @@ pub struct RedisConfig {
     /// File holding the password (trailing newline ignored). The only way to pass one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
-    /// Read from `password_file` during `Config::load`, never from a configuration source.
-    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    /// Read from `password_file` during `Config::load`, never from a configuration source, and
+    /// never serialised (so neither `config` output nor the start-up log can carry it).
+    #[serde(skip)]
     pub password: Option<Secret>,
     /// Every key the service touches starts with this; the Redis ACL grants exactly `<prefix>*`.
     pub key_prefix: String,
@@ -125,12 +126,6 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("[redacted]")
     }
 }
 
@@ -275,10 +270,16 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration as TOML, with secrets redacted.
+    /// The effective configuration as TOML, secrets left out: the output is itself a valid
+    /// configuration file. A comment says whether a password was read.
     pub fn to_redacted_toml(&self) -> String {
         // Serialising plain structs of strings, numbers and tables cannot fail.
-        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot render: {error}\n"))
+        let mut text = toml::to_string_pretty(self)
+            .unwrap_or_else(|error| format!("# cannot render: {error}\n"));
+        if self.redis.password.is_some() {
+            text.push_str("# redis.password: [redacted], read from redis.password_file\n");
+        }
+        text
     }
 }
 
@@ -667,8 +668,13 @@ mod tests {
 
     #[test]
     fn the_redacted_rendering_reads_back_as_the_same_configuration() {
-        let shown = Config::default().to_redacted_toml();
-        let again: Config = toml::from_str(&shown).unwrap();
+        let mut config = Config::default();
+        config.redis.password_file = Some("/run/secrets/redis_password".into());
+        config.redis.password = Some(Secret::new("s3cr3t"));
+        let shown = config.to_redacted_toml();
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        let mut again: Config = toml::from_str(&shown).unwrap();
+        again.redis.password = config.redis.password.clone();
         assert_eq!(again.to_redacted_toml(), shown);
     }
 }

@@ -349,7 +349,7 @@ async fn the_redis_password_never_appears_in_logs_config_output_or_error_bodies(
     }
     assert!(
         seen.iter()
-            .any(|text| text.contains("password = \"[redacted]\"")),
+            .any(|text| text.contains("# redis.password: [redacted]")),
         "{seen:?}"
     );
     for service in [&mut good, &mut bad] {
