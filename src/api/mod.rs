@@ -18,7 +18,7 @@ use warp::reply::Response;
 
 pub use problem::{ApiError, BODY_LIMIT, PROBLEM_CONTENT_TYPE};
 use routing::{fallback, finish, get_or_head, method_not_allowed, read_only};
-pub use timestamps::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use timestamps::{BODY_READ_TIMEOUT, DEFAULT_LIMIT, MAX_LIMIT};
 
 use crate::store::Store;
 use crate::telemetry::Route;

@@ -43,6 +43,8 @@ pub enum ApiError {
     MethodNotAllowed { method: String, allow: &'static str },
     #[error("a chunked request body has no length; send the body with Content-Length")]
     LengthRequired,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("request body is larger than {BODY_LIMIT} bytes")]
     PayloadTooLarge,
     #[error("request body must be application/json")]
@@ -111,6 +113,11 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
+            ),
+            Self::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
             ),
             Self::LengthRequired => (
                 StatusCode::LENGTH_REQUIRED,
@@ -223,6 +230,7 @@ mod tests {
                 "method-not-allowed",
             ),
             (ApiError::LengthRequired, 411, "length-required"),
+            (ApiError::RequestTimeout, 408, "request-timeout"),
             (ApiError::PayloadTooLarge, 413, "payload-too-large"),
             (
                 ApiError::UnsupportedMediaType,

@@ -18,6 +18,8 @@ use crate::domain::{Name, Timestamp};
 use crate::store::{Cursor, SetOutcome, Store};
 
 pub const DEFAULT_LIMIT: usize = 100;
+/// How long a request body (at most 1 KiB) may take to arrive after the headers.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub const MAX_LIMIT: usize = 1000;
 
 /// A stored timestamp, as every endpoint shows it.
@@ -108,6 +110,7 @@ pub async fn get_one(raw_name: String, store: Store) -> Result<Response, ApiErro
             headers(("Location" = String, description = "`/v1/timestamps/{name}`"))),
         (status = 200, description = "A value was replaced; the stored value.", body = TimestampView),
         (status = 400, description = "Bad name, JSON, field or range (`invalid-name`, `invalid-json`, `invalid-field`, `out-of-range`).", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The announced body did not arrive within 5 s (`request-timeout`).", body = Problem, content_type = "application/problem+json"),
         (status = 411, description = "The body is chunked (`length-required`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 1 KiB (`payload-too-large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json` (`unsupported-media-type`).", body = Problem, content_type = "application/problem+json"),
@@ -218,15 +221,22 @@ where
     if length > BODY_LIMIT {
         return Err(ApiError::PayloadTooLarge);
     }
-    let mut body = std::pin::pin!(body);
-    let mut collected = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|error| {
-            ApiError::InvalidJson(format!("the body could not be read: {error}"))
-        })?;
-        collected.extend_from_slice(chunk.chunk());
-    }
-    Ok(Some(collected.freeze()))
+    let collect = async {
+        let mut body = std::pin::pin!(body);
+        let mut collected = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|error| {
+                ApiError::InvalidJson(format!("the body could not be read: {error}"))
+            })?;
+            collected.extend_from_slice(chunk.chunk());
+        }
+        Ok(Some(collected.freeze()))
+    };
+    // hyper bounds the wait for headers; this bounds the wait for the (small) body, so a client
+    // that announces a length and then stalls does not hold the request open.
+    tokio::time::timeout(BODY_READ_TIMEOUT, collect)
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
 }
 
 fn parse_set_request(headers: &HeaderMap, body: &[u8]) -> Result<Timestamp, ApiError> {

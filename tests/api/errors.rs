@@ -195,3 +195,23 @@ async fn a_value_the_service_did_not_write_is_a_500_not_a_crash() {
     );
     assert_eq!(app.get("/v1/timestamps/garbled").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_408_after_the_timeout() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&redis).await;
+    let started = std::time::Instant::now();
+    // 15 bytes announced, 1 sent; the connection stays open.
+    let response = app
+        .raw("PUT /v1/timestamps/x HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{")
+        .await;
+    response.assert_problem(408, "request-timeout");
+    let waited = started.elapsed();
+    assert!(
+        waited >= timestamp_api::api::BODY_READ_TIMEOUT,
+        "{waited:?}"
+    );
+    app.get("/v1/timestamps/x")
+        .await
+        .assert_problem(404, "not-found");
+}
