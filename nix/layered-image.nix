@@ -1,6 +1,10 @@
 # What both images share: a dockerTools layered image of one package with a passwd and group
 # naming a single numeric non-root user (fakeNss), a writable /tmp, a health check, OCI labels,
 # no shell, no package manager, and no build-time clock (`created` keeps nixpkgs' fixed default).
+# Arguments as nixpkgs defines them: buildLayeredImage and streamLayeredImage (name, tag,
+# contents, config, extraCommands, fakeRootCommands) in pkgs/build-support/docker/default.nix;
+# fakeNss (extraPasswdLines, extraGroupLines) in pkgs/by-name/fa/fakeNss/package.nix. `config`
+# is copied into the image configuration as is, so Docker's Healthcheck keys pass through.
 {
   pkgs,
   gitRevision,
