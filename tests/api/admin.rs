@@ -27,7 +27,7 @@ async fn readyz_follows_redis() {
             .find(|l| l.starts_with("timestamp_api_ready "))
             .map(str::to_owned)
     };
-    let metrics = String::from_utf8(app.admin.get("/metrics").await.body.to_vec()).unwrap();
+    let metrics = app.admin.get("/metrics").await.text();
     assert_eq!(gauge(&metrics).as_deref(), Some("timestamp_api_ready 1"));
 
     redis.stop();
@@ -40,6 +40,8 @@ async fn readyz_follows_redis() {
         body["reason"].as_str().unwrap().starts_with("redis: "),
         "{body}"
     );
+    let metrics = app.admin.get("/metrics").await.text();
+    assert_eq!(gauge(&metrics).as_deref(), Some("timestamp_api_ready 0"));
 
     redis.restart();
     eventually(Duration::from_secs(2), || async {
@@ -77,7 +79,7 @@ async fn metrics_use_route_templates_and_count_redis_commands() {
             .unwrap()
             .starts_with("text/plain; version=0.0.4")
     );
-    let text = String::from_utf8(response.body.to_vec()).unwrap();
+    let text = response.text();
     for expected in [
         r#"http_requests_total{method="PUT",route="/v1/timestamps/{name}",status="201"} 1"#,
         r#"http_requests_total{method="GET",route="/v1/timestamps/{name}",status="200"} 1"#,
@@ -110,7 +112,7 @@ async fn redis_errors_are_counted_by_command() {
     app.get("/v1/timestamps/a")
         .await
         .assert_problem(503, "unavailable");
-    let text = String::from_utf8(app.admin.get("/metrics").await.body.to_vec()).unwrap();
+    let text = app.admin.get("/metrics").await.text();
     assert!(
         text.contains(r#"timestamp_api_redis_command_errors_total{command="GET"} "#),
         "{text}"

@@ -365,6 +365,11 @@ impl TestResponse {
             .unwrap_or_else(|error| panic!("body is not JSON ({error}): {:?}", self.body))
     }
 
+    /// The body as UTF-8 text (the metrics exposition, say).
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.to_vec()).expect("a UTF-8 body")
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
