@@ -14,7 +14,7 @@ use warp::Filter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
-use crate::api::routing::{fallback, json_response, read_only};
+use crate::api::routing::{exact, fallback, json_response, read_only};
 use crate::metrics::{Metrics, TEXT_CONTENT_TYPE};
 use crate::shutdown::Draining;
 use crate::store::Store;
@@ -27,13 +27,13 @@ pub fn routes(
     draining: Draining,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let livez = read_only(
-        warp::path!("livez"),
+        exact("/livez"),
         Route("/livez"),
         warp::any().map(|| json_response(&json!({"status": "ok"}), StatusCode::OK)),
     );
     let readiness_metrics = metrics.clone();
     let readyz = read_only(
-        warp::path!("readyz"),
+        exact("/readyz"),
         Route("/readyz"),
         warp::any()
             .map(move || (store.clone(), draining.clone(), readiness_metrics.clone()))
@@ -41,7 +41,7 @@ pub fn routes(
             .then(readiness),
     );
     let metrics = read_only(
-        warp::path!("metrics"),
+        exact("/metrics"),
         Route("/metrics"),
         warp::any().map(move || {
             let mut response = metrics.render().into_response();
@@ -53,7 +53,7 @@ pub fn routes(
         }),
     );
     let version = read_only(
-        warp::path!("version"),
+        exact("/version"),
         Route("/version"),
         warp::any().map(|| {
             json_response(
@@ -77,10 +77,11 @@ async fn readiness(store: Store, draining: Draining, metrics: Metrics) -> Respon
     let outcome = if draining.is_draining() {
         Err("shutting down".to_owned())
     } else {
-        store
-            .ping()
-            .await
-            .map_err(|error| format!("redis: {error}"))
+        // The cause goes to the log; probes and whoever can reach them need only the verdict.
+        store.ping().await.map_err(|error| {
+            tracing::warn!(%error, "not ready: Redis did not answer PING");
+            "redis: no answer to PING in time".to_owned()
+        })
     };
     metrics.set_ready(outcome.is_ok());
     match outcome {

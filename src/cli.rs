@@ -108,7 +108,8 @@ fn check(url: &str) -> ExitCode {
 }
 
 fn serve(config: &Config) -> ExitCode {
-    telemetry::init(config);
+    // Held to the end: dropping it writes out the log lines still queued.
+    let _log_writer = telemetry::init(config);
     tracing::info!(
         version = version::VERSION,
         git_sha = version::GIT_SHA,
@@ -117,25 +118,19 @@ fn serve(config: &Config) -> ExitCode {
         config = %serde_json::to_string(config).unwrap_or_default(),
         "starting"
     );
-    telemetry::output::flush();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_park(telemetry::output::flush)
-        .build();
-    let runtime = match runtime {
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");
-            telemetry::output::flush();
             return ExitCode::FAILURE;
         }
     };
-    let config = config.clone();
-    // Spawned, not run by `block_on` on this thread: the service's own events are then logged
-    // on worker threads, whose park hook writes them out as soon as the worker is idle.
-    let service = runtime.spawn(async move {
+    runtime.block_on(async {
         let signal = shutdown::signal();
-        match App::bind(&config).await {
+        match App::bind(config).await {
             Ok(app) => {
                 app.run(signal).await;
                 ExitCode::SUCCESS
@@ -145,11 +140,5 @@ fn serve(config: &Config) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    });
-    let status = runtime.block_on(service).unwrap_or_else(|error| {
-        tracing::error!(%error, "the service task failed");
-        ExitCode::FAILURE
-    });
-    telemetry::output::flush();
-    status
+    })
 }

@@ -25,8 +25,15 @@ pub const CONFIG_FILE_ENV: &str = "TSAPI_CONFIG";
 /// revision, which is read at build time (a CI job may still export it when running tests).
 const NOT_KEYS: [&str; 2] = ["config", "git_sha"];
 
-/// Longest password file accepted; a bigger file is a mistake, not a password.
-const PASSWORD_FILE_MAX_BYTES: u64 = 4096;
+/// Longest secret file accepted; a bigger file is a mistake, not a password or a key.
+const SECRET_FILE_MAX_BYTES: u64 = 4096;
+
+/// Shortest cursor key accepted: 256 bits, the size of HMAC-SHA256's output.
+const CURSOR_KEY_MIN_BYTES: usize = 32;
+
+/// Each connection costs a file descriptor and some buffers; past this a typo is likelier
+/// than a plan.
+const MAX_CONNECTIONS_LIMIT: usize = 100_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -45,6 +52,24 @@ pub struct Config {
     /// Then, how long in-flight requests may take to finish before they are cut.
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Most connections each listener holds open; a connection beyond them is answered 503 and
+    /// closed at once.
+    pub max_connections: usize,
+    /// A response write that makes no progress for this long (a client that does not read)
+    /// closes the connection.
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
+    /// How long a connection may wait for (the rest of) its next request head: bounds idle
+    /// keep-alive connections and clients that send headers slowly.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// File holding the key that signs list cursors, shared by every replica so that each one
+    /// accepts the others' cursors; without it each process draws a random key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor_key_file: Option<PathBuf>,
+    /// Read from `cursor_key_file` during `Config::load`; never serialised.
+    #[serde(skip)]
+    pub cursor_key: Option<Secret>,
     pub redis: RedisConfig,
 }
 
@@ -90,6 +115,11 @@ impl Default for Config {
             log_format: LogFormat::Json,
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            write_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            cursor_key_file: None,
+            cursor_key: None,
             redis: RedisConfig::default(),
         }
     }
@@ -214,6 +244,35 @@ impl Config {
             ));
         }
 
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections) {
+            return Err(invalid(
+                "max_connections",
+                format!("must be from 1 to {MAX_CONNECTIONS_LIMIT}"),
+            ));
+        }
+        for (key, value) in [
+            ("write_timeout", self.write_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() || value > Duration::from_secs(300) {
+                return Err(invalid(key, "must be more than 0 and at most 5m".into()));
+            }
+        }
+        if let Some(path) = &self.cursor_key_file {
+            let key = read_secret_file(path)
+                .and_then(|key| {
+                    if key.expose().len() < CURSOR_KEY_MIN_BYTES {
+                        Err(format!("shorter than {CURSOR_KEY_MIN_BYTES} bytes"))
+                    } else {
+                        Ok(key)
+                    }
+                })
+                .map_err(|message| {
+                    invalid("cursor_key_file", format!("{}: {message}", path.display()))
+                })?;
+            self.cursor_key = Some(key);
+        }
+
         let redis = &mut self.redis;
 
         let url = redis::IntoConnectionInfo::into_connection_info(redis.url.as_str())
@@ -259,7 +318,7 @@ impl Config {
         }
 
         if let Some(path) = &redis.password_file {
-            let password = read_password_file(path).map_err(|message| {
+            let password = read_secret_file(path).map_err(|message| {
                 invalid(
                     "redis.password_file",
                     format!("{}: {message}", path.display()),
@@ -279,17 +338,21 @@ impl Config {
         if self.redis.password.is_some() {
             text.push_str("# redis.password: [redacted], read from redis.password_file\n");
         }
+        if self.cursor_key.is_some() {
+            text.push_str("# cursor key: [redacted], read from cursor_key_file\n");
+        }
         text
     }
 }
 
-fn read_password_file(path: &Path) -> Result<Secret, String> {
+/// Reads a one-line secret (a password, the cursor key); a trailing newline is not part of it.
+fn read_secret_file(path: &Path) -> Result<Secret, String> {
     let metadata = fs::metadata(path).map_err(|error| error.to_string())?;
     if !metadata.is_file() {
         return Err("not a regular file".into());
     }
-    if metadata.len() > PASSWORD_FILE_MAX_BYTES {
-        return Err(format!("larger than {PASSWORD_FILE_MAX_BYTES} bytes"));
+    if metadata.len() > SECRET_FILE_MAX_BYTES {
+        return Err(format!("larger than {SECRET_FILE_MAX_BYTES} bytes"));
     }
     let raw = fs::read_to_string(path).map_err(|error| error.to_string())?;
     let password = raw.strip_suffix('\n').unwrap_or(&raw);

@@ -3,7 +3,7 @@
 //! Where things live:
 //! - `domain`: names and timestamps, parsed once at the edge; no I/O.
 //! - `config`: the one typed configuration, its layers and its validation.
-//! - `store`: everything that talks to Redis.
+//! - `store`: everything that talks to Redis; `cursor`: the signed list cursors.
 //! - `api`: the public routes and handlers; `api::problem` turns every error into HTTP, and
 //!   `api::openapi` describes the routes.
 //! - `admin`: probes, metrics and version on a separate listener.
@@ -17,6 +17,8 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
+mod connection;
+pub mod cursor;
 pub mod domain;
 pub mod healthcheck;
 pub mod metrics;

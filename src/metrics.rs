@@ -5,16 +5,16 @@
 //! never the raw path, and unknown methods collapse into `_OTHER`. Each `App` owns its own
 //! registry, so tests that run many services in one process do not mix their numbers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use warp::http::{Method, StatusCode};
 
-use crate::version;
+use crate::{telemetry, version};
 
 /// Request latencies of this service are mostly well under a millisecond; the buckets start
 /// there and reach the multi-second range a stalled dependency would produce.
@@ -37,6 +37,14 @@ struct Inner {
     http_duration: HistogramVec,
     redis_duration: HistogramVec,
     redis_errors: IntCounterVec,
+    connections_open: IntGaugeVec,
+    connections_refused: IntCounterVec,
+    connections_timed_out: IntCounterVec,
+    // Process-wide counts kept by `telemetry`, copied in at each scrape.
+    panics: IntCounter,
+    log_lines_dropped: IntCounter,
+    /// Held while those are copied in, so that two concurrent scrapes cannot both add.
+    catching_up: Mutex<()>,
 }
 
 impl Metrics {
@@ -83,6 +91,36 @@ impl Metrics {
             ),
             &["version", "git_sha"],
         );
+        let connections_open = IntGaugeVec::new(
+            Opts::new(
+                "timestamp_api_connections_open",
+                "Client connections open, by listener.",
+            ),
+            &["listener"],
+        );
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "timestamp_api_connections_refused_total",
+                "Connections refused because the listener had max_connections open, by listener.",
+            ),
+            &["listener"],
+        );
+        let connections_timed_out = IntCounterVec::new(
+            Opts::new(
+                "timestamp_api_connections_timed_out_total",
+                "Connections closed by a timeout: write (a response write made no progress for \
+                 write_timeout) or idle (no complete request head within idle_timeout).",
+            ),
+            &["listener", "timeout"],
+        );
+        let panics = IntCounter::new(
+            "timestamp_api_panics_total",
+            "Panics in the process; each is a bug, logged as a panic event with its request id.",
+        );
+        let log_lines_dropped = IntCounter::new(
+            "timestamp_api_log_lines_dropped_total",
+            "Log lines dropped because the log sink (stdout) did not keep up.",
+        );
         // The names, help texts and label sets above are fixed and distinct, so creating and
         // registering them cannot fail; a failure would be a bug caught by the first test.
         let (ready, http_requests, http_duration, redis_duration, redis_errors, build_info) = (
@@ -93,6 +131,15 @@ impl Metrics {
             redis_errors.expect("valid metric"),
             build_info.expect("valid metric"),
         );
+        let (connections_open, connections_refused, connections_timed_out) = (
+            connections_open.expect("valid metric"),
+            connections_refused.expect("valid metric"),
+            connections_timed_out.expect("valid metric"),
+        );
+        let (panics, log_lines_dropped) = (
+            panics.expect("valid metric"),
+            log_lines_dropped.expect("valid metric"),
+        );
         build_info
             .with_label_values(&[version::VERSION, version::GIT_SHA])
             .set(1);
@@ -102,6 +149,11 @@ impl Metrics {
             Box::new(http_duration.clone()),
             Box::new(redis_duration.clone()),
             Box::new(redis_errors.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(connections_timed_out.clone()),
+            Box::new(panics.clone()),
+            Box::new(log_lines_dropped.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -116,7 +168,28 @@ impl Metrics {
             http_duration,
             redis_duration,
             redis_errors,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+            panics,
+            log_lines_dropped,
+            catching_up: Mutex::new(()),
         }))
+    }
+
+    /// The connection metrics of one listener (`api` or `admin`), resolved once.
+    pub fn listener(&self, listener: &'static str) -> ListenerMetrics {
+        let inner = &self.0;
+        ListenerMetrics {
+            open: inner.connections_open.with_label_values(&[listener]),
+            refused: inner.connections_refused.with_label_values(&[listener]),
+            write_timeouts: inner
+                .connections_timed_out
+                .with_label_values(&[listener, "write"]),
+            idle_timeouts: inner
+                .connections_timed_out
+                .with_label_values(&[listener, "idle"]),
+        }
     }
 
     pub fn observe_request(
@@ -154,6 +227,18 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        {
+            let _only_us = self
+                .0
+                .catching_up
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            catch_up(&self.0.panics, telemetry::panics());
+            catch_up(
+                &self.0.log_lines_dropped,
+                telemetry::output::dropped_lines(),
+            );
+        }
         let mut buffer = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.0.registry.gather(), &mut buffer) {
             tracing::error!(%error, "cannot encode metrics");
@@ -166,6 +251,20 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Brings `counter` up to `total`, a count kept outside this registry (counters never go down).
+fn catch_up(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+/// One listener's connection metrics.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    pub open: IntGauge,
+    pub refused: IntCounter,
+    pub write_timeouts: IntCounter,
+    pub idle_timeouts: IntCounter,
 }
 
 /// Records a command's duration when dropped, and counts it as an error unless `finish(true)`

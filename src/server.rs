@@ -2,6 +2,11 @@
 //! wraps every request in its telemetry (request id, span, access log, metrics), and runs the
 //! shutdown sequence described in `shutdown`.
 //!
+//! What one client can hold is bounded: connections per listener (`max_connections`; one more
+//! is answered 503 and closed), the time a connection may wait for a request head
+//! (`idle_timeout`), the time a response write may make no progress (`write_timeout`), and the
+//! bytes hyper buffers per connection (`CONNECTION_BUFFER_BYTES`).
+//!
 //! Listeners are bound before `run`, so tests and the binary learn the real addresses (port 0
 //! picks a free one) before any request is made.
 
@@ -10,6 +15,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -17,21 +23,29 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tower_service::Service as _;
 use tracing::Instrument;
 use warp::Filter;
-use warp::http::Request;
+use warp::http::{Request, Version, header};
 use warp::reply::Response;
 
+use crate::api::{
+    ApiError, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, PROBLEM_CONTENT_TYPE,
+    RETRY_AFTER_SECONDS,
+};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::connection::ClientStream;
+use crate::cursor::CursorKey;
+use crate::metrics::{ListenerMetrics, Metrics};
 use crate::shutdown::Draining;
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, REQUEST_ID_HEADER, Route};
 
-/// A client gets this long to send its request headers; slow-loris connections are cut.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// hyper's read and write buffers per connection (its smallest allowed is 8 KiB, its default
+/// about 400 KiB): a client that pipelines requests and never reads holds at most this much
+/// twice. A request head must fit in it, or hyper answers 431 itself.
+const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -43,6 +57,8 @@ pub enum StartError {
     },
     #[error("cannot prepare the Redis client: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot draw a random cursor key: {0}")]
+    CursorKey(getrandom::Error),
 }
 
 /// A bound, ready-to-run service.
@@ -52,6 +68,8 @@ pub struct App {
     draining: Draining,
     api: Listener,
     admin: Listener,
+    cursor_key: CursorKey,
+    limits: ConnectionLimits,
     drain_delay: Duration,
     shutdown_timeout: Duration,
 }
@@ -70,18 +88,40 @@ impl Listener {
     }
 }
 
+/// What each connection of a listener may hold (see the module's comment).
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    max_connections: usize,
+    idle_timeout: Duration,
+    write_timeout: Duration,
+}
+
 impl App {
     /// Binds both listeners and prepares the Redis client. Does not wait for Redis: the service
     /// starts while Redis is down, answers 503 and reports not ready until Redis is reachable.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
         let metrics = Metrics::new();
         let store = Store::new(&config.redis, metrics.clone())?;
+        if config.cursor_key.is_none() {
+            tracing::info!(
+                "no cursor_key_file: list cursors are signed with a key of this process alone, \
+                 so another replica refuses them"
+            );
+        }
+        let cursor_key =
+            CursorKey::new(config.cursor_key.as_ref()).map_err(StartError::CursorKey)?;
         Ok(Self {
+            cursor_key,
             api: Listener::bind("listen", config.listen).await?,
             admin: Listener::bind("admin_listen", config.admin_listen).await?,
             store,
             metrics,
             draining: Draining::default(),
+            limits: ConnectionLimits {
+                max_connections: config.max_connections,
+                idle_timeout: config.idle_timeout,
+                write_timeout: config.write_timeout,
+            },
             drain_delay: config.drain_delay,
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -105,6 +145,8 @@ impl App {
             draining,
             api,
             admin,
+            cursor_key,
+            limits,
             drain_delay,
             shutdown_timeout,
         } = self;
@@ -114,10 +156,11 @@ impl App {
         let api = serve(
             api.socket,
             Observed {
-                routes: crate::api::routes(store.clone()),
+                routes: crate::api::routes(store.clone(), cursor_key),
                 metrics: metrics.clone(),
                 access_log: AccessLog::Info,
             },
+            Connections::new(limits, metrics.listener("api")),
             stopped.clone(),
             shutdown_timeout,
         );
@@ -125,9 +168,10 @@ impl App {
             admin.socket,
             Observed {
                 routes: crate::admin::routes(store.clone(), metrics.clone(), draining.clone()),
-                metrics,
+                metrics: metrics.clone(),
                 access_log: AccessLog::Debug,
             },
+            Connections::new(limits, metrics.listener("admin")),
             stopped,
             shutdown_timeout,
         );
@@ -151,11 +195,42 @@ impl App {
     }
 }
 
+/// One listener's connection bookkeeping: the permits that cap open connections, and the
+/// metrics that count what the limits did.
+struct Connections {
+    limits: ConnectionLimits,
+    permits: Arc<Semaphore>,
+    metrics: ListenerMetrics,
+    /// The answer to a connection over the cap, written once if the socket takes it at once.
+    refusal: Arc<[u8]>,
+}
+
+impl Connections {
+    fn new(limits: ConnectionLimits, metrics: ListenerMetrics) -> Self {
+        let body = ApiError::TooManyConnections.problem_json();
+        let mut refusal = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {PROBLEM_CONTENT_TYPE}\r\n\
+             retry-after: {RETRY_AFTER_SECONDS}\r\nconnection: close\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        refusal.extend_from_slice(&body);
+        Self {
+            limits,
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            metrics,
+            refusal: refusal.into(),
+        }
+    }
+}
+
 /// Accepts connections until `stopped` changes, then waits up to `timeout` for the
 /// connections to finish the request they are serving.
 async fn serve<F>(
     listener: TcpListener,
     service: Observed<F>,
+    connections: Connections,
     mut stopped: watch::Receiver<()>,
     timeout: Duration,
 ) where
@@ -166,6 +241,7 @@ async fn serve<F>(
     <Observed<F> as hyper::service::Service<Request<Incoming>>>::Future: Send,
 {
     let graceful = GracefulShutdown::new();
+    let limits = connections.limits;
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -180,17 +256,37 @@ async fn serve<F>(
             // The one change ever sent is "stop"; a dropped sender means the same.
             _ = stopped.changed() => break,
         };
+        let Ok(permit) = connections.permits.clone().try_acquire_owned() else {
+            connections.metrics.refused.inc();
+            // Best effort and never waiting: a fresh socket's send buffer takes these few
+            // hundred bytes at once, and a client that is not reading loses nothing it needs.
+            let _ = stream.try_write(&connections.refusal);
+            continue;
+        };
         // Responses are small and written in one go; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service.clone());
+            .header_read_timeout(limits.idle_timeout)
+            .max_buf_size(CONNECTION_BUFFER_BYTES)
+            .serve_connection(
+                TokioIo::new(ClientStream::new(stream, limits.write_timeout)),
+                service.clone(),
+            );
         let connection = graceful.watch(connection);
+        let metrics = connections.metrics.clone();
+        metrics.open.inc();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
+                if error.is_timeout() {
+                    metrics.idle_timeouts.inc();
+                } else if is_write_timeout(&error) {
+                    metrics.write_timeouts.inc();
+                }
                 tracing::debug!(%error, "connection ended with an error");
             }
+            metrics.open.dec();
+            drop(permit);
         });
     }
     drop(listener);
@@ -205,6 +301,12 @@ async fn serve<F>(
     }
 }
 
+fn is_write_timeout(error: &hyper::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .is_some_and(|error| error.kind() == io::ErrorKind::TimedOut)
+}
+
 /// Where a listener's access-log lines go: the API's at info, the admin listener's (probes and
 /// scrapes, every few seconds) at debug.
 #[derive(Debug, Clone, Copy)]
@@ -215,7 +317,8 @@ enum AccessLog {
 
 /// Wraps a listener's warp routes with what every request gets: a request id (kept from a
 /// well-formed `X-Request-Id`, else generated, and echoed), a span carrying it, one access-log
-/// event, and the HTTP metrics.
+/// event, and the HTTP metrics. Requests no route can serve (no path, no `Host`) are answered
+/// here, before routing.
 #[derive(Clone)]
 struct Observed<F> {
     routes: F,
@@ -240,29 +343,72 @@ where
             "request",
             request_id = request_id.to_str().unwrap_or_default()
         );
-        let handled = warp::service(self.routes.clone()).call(request);
+        let routes = self.routes.clone();
         let (metrics, access_log) = (self.metrics.clone(), self.access_log);
-        Box::pin(
-            async move {
-                let Ok(mut response) = handled.await;
-                let elapsed = start.elapsed();
-                let route = Route::of(&response).0;
-                let status = response.status();
-                metrics.observe_request(&method, route, status, elapsed);
-                response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-                // Microsecond resolution is plenty, and keeps the log lines short.
-                let latency_ms = elapsed.as_micros() as f64 / 1000.0;
-                match access_log {
-                    AccessLog::Info => tracing::info!(
-                        target: "timestamp_api::access", %method, route, status = status.as_u16(), latency_ms, "request"
-                    ),
-                    AccessLog::Debug => tracing::debug!(
-                        target: "timestamp_api::access", %method, route, status = status.as_u16(), latency_ms, "request"
-                    ),
+        let handled = async move {
+            let response = match unroutable(&request) {
+                Some(problem) => Route::UNMATCHED.tag(problem.into_response()),
+                None => {
+                    let Ok(response) = warp::service(routes).call(request).await;
+                    response
                 }
-                Ok(response)
+            };
+            let elapsed = start.elapsed();
+            let route = Route::of(&response).0;
+            let status = response.status();
+            metrics.observe_request(&method, route, status, elapsed);
+            // Microsecond resolution is plenty, and keeps the log lines short.
+            let latency_ms = elapsed.as_micros() as f64 / 1000.0;
+            match access_log {
+                AccessLog::Info => tracing::info!(
+                    target: "timestamp_api::access", %method, route, status = status.as_u16(), latency_ms, "request"
+                ),
+                AccessLog::Debug => tracing::debug!(
+                    target: "timestamp_api::access", %method, route, status = status.as_u16(), latency_ms, "request"
+                ),
             }
-            .instrument(span),
-        )
+            response
+        };
+        Box::pin(async move {
+            let mut response =
+                telemetry::with_request_id(request_id.clone(), handled.instrument(span)).await;
+            response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+            Ok(response)
+        })
     }
+}
+
+/// Why a request cannot be routed at all, if it cannot: its target is not a path (the
+/// authority form of `CONNECT host:port`, the asterisk form of `OPTIONS *`), it is HTTP/1.1
+/// without exactly one `Host` (RFC 9112, section 3.2), or its head is over this service's own
+/// limits (below hyper's, so that the answer is a problem document rather than hyper's empty
+/// 431).
+fn unroutable<B>(request: &Request<B>) -> Option<ApiError> {
+    if !request.uri().path().starts_with('/') {
+        return Some(ApiError::InvalidRequest(
+            "the request target must be a path such as /v1/timestamps",
+        ));
+    }
+    let headers = request.headers();
+    if headers.len() > MAX_REQUEST_HEADERS {
+        return Some(ApiError::HeadersTooLarge);
+    }
+    let target_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    let head_bytes: usize = target_bytes
+        + headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head_bytes > MAX_REQUEST_HEAD_BYTES {
+        return Some(ApiError::HeadersTooLarge);
+    }
+    if request.version() == Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
+        return Some(ApiError::InvalidRequest(
+            "an HTTP/1.1 request must carry exactly one Host header",
+        ));
+    }
+    None
 }

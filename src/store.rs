@@ -11,17 +11,16 @@
 //! operation is bounded by `redis.command_timeout`, so a dead or stalled Redis costs a caller
 //! that long at most, never a hang.
 
-use std::collections::VecDeque;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo, ToRedisArgs};
 
 use crate::config::RedisConfig;
+use crate::cursor::{Cursor, ScanPosition};
 use crate::domain::{Name, Timestamp};
 use crate::metrics::Metrics;
 
@@ -57,69 +56,6 @@ pub enum StoreError {
 pub enum SetOutcome {
     Created,
     Replaced,
-}
-
-/// Where a listing resumes: the SCAN position plus names SCAN returned that did not fit on the
-/// previous page (SCAN's COUNT is a hint, and a reply may overshoot it by a few keys).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    scan: ScanPosition,
-    pending: VecDeque<Name>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ScanPosition {
-    Start,
-    At(u64),
-    Finished,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cursor is not one this service returned")]
-pub struct CursorError;
-
-const CURSOR_VERSION: &str = "v1";
-
-impl Cursor {
-    pub fn start() -> Self {
-        Self {
-            scan: ScanPosition::Start,
-            pending: VecDeque::new(),
-        }
-    }
-
-    /// Opaque to clients: URL-safe base64 of `v1:<scan position>:<pending names>`.
-    pub fn encode(&self) -> String {
-        let position = match self.scan {
-            ScanPosition::Start => "0".to_owned(),
-            ScanPosition::At(at) => at.to_string(),
-            ScanPosition::Finished => "end".to_owned(),
-        };
-        let pending: Vec<&str> = self.pending.iter().map(Name::as_str).collect();
-        URL_SAFE_NO_PAD.encode(format!("{CURSOR_VERSION}:{position}:{}", pending.join(",")))
-    }
-
-    pub fn decode(raw: &str) -> Result<Self, CursorError> {
-        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| CursorError)?;
-        let text = String::from_utf8(bytes).map_err(|_| CursorError)?;
-        let mut parts = text.splitn(3, ':');
-        let (Some(CURSOR_VERSION), Some(position), Some(pending)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(CursorError);
-        };
-        let scan = match position {
-            "0" => ScanPosition::Start,
-            "end" => ScanPosition::Finished,
-            at => ScanPosition::At(at.parse().map_err(|_| CursorError)?),
-        };
-        let pending = pending
-            .split(',')
-            .filter(|name| !name.is_empty())
-            .map(|name| Name::parse(name).map_err(|_| CursorError))
-            .collect::<Result<_, _>>()?;
-        Ok(Self { scan, pending })
-    }
 }
 
 /// One page of a listing; `next` is `None` once every key has been visited.
@@ -221,6 +157,8 @@ impl Store {
         } = cursor;
         let take = limit.min(pending.len());
         let mut names: Vec<Name> = pending.drain(..take).collect();
+        // SCAN may return a key twice; a page and what it carries over never hold a name twice.
+        let mut seen: HashSet<Name> = names.iter().chain(&pending).cloned().collect();
         let pattern = format!("{}*", self.prefix);
 
         let mut calls = 0;
@@ -257,6 +195,9 @@ impl Store {
                 else {
                     continue;
                 };
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
                 if names.len() < limit {
                     names.push(name);
                 } else {
@@ -355,46 +296,6 @@ fn corrupt_if_wrong_type(error: StoreError, key: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(list: &[&str]) -> VecDeque<Name> {
-        list.iter().map(|name| Name::parse(name).unwrap()).collect()
-    }
-
-    #[test]
-    fn cursors_round_trip() {
-        for cursor in [
-            Cursor::start(),
-            Cursor {
-                scan: ScanPosition::At(17),
-                pending: VecDeque::new(),
-            },
-            Cursor {
-                scan: ScanPosition::At(u64::MAX),
-                pending: names(&["a", "b.c"]),
-            },
-            Cursor {
-                scan: ScanPosition::Finished,
-                pending: names(&["left-over"]),
-            },
-        ] {
-            assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
-        }
-    }
-
-    #[test]
-    fn foreign_cursors_are_refused() {
-        for bad in [
-            "",
-            "!!!",
-            "djE6MTc",                           // "v1:17" without the pending part
-            &URL_SAFE_NO_PAD.encode("v2:0:"),    // unknown version
-            &URL_SAFE_NO_PAD.encode("v1:x:"),    // position not a number
-            &URL_SAFE_NO_PAD.encode("v1:1:a b"), // pending name not a name
-            &URL_SAFE_NO_PAD.encode("v1:-1:"),
-        ] {
-            assert_eq!(Cursor::decode(bad), Err(CursorError), "{bad:?}");
-        }
-    }
 
     #[test]
     fn values_must_be_epoch_milliseconds_in_range() {

@@ -16,10 +16,14 @@ use warp::Filter;
 use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 
-pub use problem::{ApiError, BODY_LIMIT, PROBLEM_CONTENT_TYPE};
-use routing::{fallback, finish, get_or_head, method_not_allowed, read_only};
+pub use problem::{
+    ApiError, BODY_LIMIT, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, PROBLEM_CONTENT_TYPE,
+    RETRY_AFTER_SECONDS,
+};
+use routing::{exact, fallback, finish, get_or_head, method_not_allowed, read_only, segment_after};
 pub use timestamps::{BODY_READ_TIMEOUT, DEFAULT_LIMIT, MAX_LIMIT};
 
+use crate::cursor::CursorKey;
 use crate::store::Store;
 use crate::telemetry::Route;
 
@@ -28,16 +32,22 @@ pub const COLLECTION_ROUTE: Route = Route("/v1/timestamps");
 pub const OPENAPI_ROUTE: Route = Route("/openapi.json");
 
 /// Every route of the API listener.
-pub fn routes(store: Store) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+pub fn routes(
+    store: Store,
+    cursor_key: CursorKey,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let cursor_key = warp::any().map(move || cursor_key.clone());
     let store = warp::any().map(move || store.clone());
-    let item = warp::path!("v1" / "timestamps" / String);
+    let item = segment_after("/v1/timestamps/");
 
     let get_one = item
+        .clone()
         .and(get_or_head())
         .and(store.clone())
         .then(timestamps::get_one)
         .map(finish);
     let put_one = item
+        .clone()
         .and(warp::put())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
@@ -45,6 +55,7 @@ pub fn routes(store: Store) -> impl Filter<Extract = (Response,), Error = Infall
         .then(timestamps::put_one)
         .map(finish);
     let delete_one = item
+        .clone()
         .and(warp::delete())
         .and(store.clone())
         .then(timestamps::delete_one)
@@ -62,17 +73,18 @@ pub fn routes(store: Store) -> impl Filter<Extract = (Response,), Error = Infall
         .map(move |response| ITEM_ROUTE.tag(response));
 
     let list = read_only(
-        warp::path!("v1" / "timestamps"),
+        exact("/v1/timestamps"),
         COLLECTION_ROUTE,
         optional_raw_query()
             .and(store)
+            .and(cursor_key)
             .then(timestamps::list)
             .map(finish),
     );
 
     let document = Bytes::from(openapi::document());
     let openapi = read_only(
-        warp::path!("openapi.json"),
+        exact("/openapi.json"),
         OPENAPI_ROUTE,
         warp::any().map(move || {
             let mut response = Response::new(document.clone().into());

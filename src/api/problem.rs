@@ -3,7 +3,9 @@
 //!
 //! Server-side failures are logged here too, so that no handler has to remember to: a 503 at
 //! warn level (Redis is down or slow; operators see it in /readyz and the metrics as well), a
-//! 500 at error level (a bug, or data in Redis the service did not write).
+//! 500 at error level (a bug, or data in Redis the service did not write). Their bodies say
+//! only what a client can act on; the cause (a Redis error, a key name) goes to that log line,
+//! and the body's `request_id` leads from a client's report to it.
 
 use serde::Serialize;
 use warp::http::{HeaderValue, StatusCode, header};
@@ -15,8 +17,14 @@ use crate::store::StoreError;
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: u64 = 1024;
 
+/// The service's own bounds on a request head (the target and the header fields), well below
+/// hyper's (100 fields, and the connection's 16 KiB buffer): a head between the two is
+/// answered with a problem document here rather than hyper's empty 431.
+pub const MAX_REQUEST_HEADERS: usize = 64;
+pub const MAX_REQUEST_HEAD_BYTES: usize = 8 * 1024;
+
 /// Seconds a client should wait before retrying after a 503.
-const RETRY_AFTER_SECONDS: &str = "1";
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -49,9 +57,21 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("request body must be application/json")]
     UnsupportedMediaType,
-    #[error("the timestamp store did not answer in time; retry later")]
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+    #[error(
+        "the request head has more than {MAX_REQUEST_HEADERS} header fields or \
+         {MAX_REQUEST_HEAD_BYTES} bytes"
+    )]
+    HeadersTooLarge,
+    #[error(
+        "the timestamp store did not answer in time; the outcome of a write is unknown, retry it"
+    )]
     Unavailable(#[source] StoreError),
-    #[error("the server failed to handle the request: {0}")]
+    #[error("this listener has as many connections open as it serves; retry later")]
+    TooManyConnections,
+    /// The cause is logged, never shown to the client.
+    #[error("the server failed to handle the request")]
     Internal(String),
 }
 
@@ -92,6 +112,9 @@ pub struct Problem {
     status: u16,
     /// What went wrong with this request.
     detail: String,
+    /// The request's id (also in the `X-Request-Id` header): quote it when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -107,6 +130,11 @@ impl ApiError {
                 "Timestamp out of range",
             ),
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query"),
+            Self::InvalidRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+            ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Timestamp not found"),
             Self::NoRoute(_) => (StatusCode::NOT_FOUND, "no-route", "No such route"),
             Self::MethodNotAllowed { .. } => (
@@ -139,6 +167,16 @@ impl ApiError {
                 "unavailable",
                 "Store unavailable",
             ),
+            Self::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+                "Request header fields too large",
+            ),
+            Self::TooManyConnections => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-connections",
+                "Too many connections",
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -151,22 +189,28 @@ impl ApiError {
         self.classify().0
     }
 
-    pub fn into_response(self) -> Response {
+    /// The problem document of this error, with the current request's id.
+    pub fn problem_json(&self) -> Vec<u8> {
         let (status, slug, title) = self.classify();
-        match &self {
-            Self::Unavailable(source) => tracing::warn!(error = %source, "answering 503"),
-            Self::Internal(detail) => tracing::error!(error = %detail, "answering 500"),
-            _ => {}
-        }
         let problem = Problem {
             kind: format!("{PROBLEM_DOCS}{slug}"),
             title,
             status: status.as_u16(),
             detail: self.to_string(),
+            request_id: crate::telemetry::current_request_id(),
         };
         // A struct of strings and an integer always serialises.
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = Response::new(body.into());
+        serde_json::to_vec(&problem).unwrap_or_default()
+    }
+
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Unavailable(source) => tracing::warn!(error = %source, "answering 503"),
+            Self::Internal(detail) => tracing::error!(error = %detail, "answering 500"),
+            _ => {}
+        }
+        let mut response = Response::new(self.problem_json().into());
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
@@ -177,7 +221,7 @@ impl ApiError {
             Self::MethodNotAllowed { allow, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::TooManyConnections => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -230,6 +274,9 @@ mod tests {
                 "method-not-allowed",
             ),
             (ApiError::LengthRequired, 411, "length-required"),
+            (ApiError::InvalidRequest("x"), 400, "invalid-request"),
+            (ApiError::HeadersTooLarge, 431, "headers-too-large"),
+            (ApiError::TooManyConnections, 503, "too-many-connections"),
             (ApiError::RequestTimeout, 408, "request-timeout"),
             (ApiError::PayloadTooLarge, 413, "payload-too-large"),
             (

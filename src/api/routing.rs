@@ -3,6 +3,9 @@
 //!
 //! Handlers never reject: every outcome, error or not, is a response, so warp's `or` only falls
 //! through to the next branch when the path or the method did not match.
+//!
+//! Paths are matched exactly, byte for byte: warp's `path!` also accepts a trailing slash
+//! (`/v1/timestamps/deploy/` would be `deploy`), which would give one resource two URLs.
 
 use std::convert::Infallible;
 
@@ -14,6 +17,32 @@ use warp::{Filter, Rejection};
 
 use super::problem::ApiError;
 use crate::telemetry::Route;
+
+/// Matches exactly `path`.
+pub fn exact(path: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path::full()
+        .and_then(move |full: FullPath| async move {
+            if full.as_str() == path {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+}
+
+/// Matches `<prefix><segment>` where the segment holds no `/` (it may be empty: an empty name
+/// is a bad request, not another route), and extracts the segment as sent.
+pub fn segment_after(
+    prefix: &'static str,
+) -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
+    warp::path::full().and_then(move |full: FullPath| async move {
+        match full.as_str().strip_prefix(prefix) {
+            Some(segment) if !segment.contains('/') => Ok(segment.to_owned()),
+            _ => Err(warp::reject::not_found()),
+        }
+    })
+}
 
 /// `GET` or `HEAD` (hyper leaves the body out of a HEAD answer).
 pub fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {

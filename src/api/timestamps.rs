@@ -8,14 +8,16 @@
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use super::problem::{ApiError, BODY_LIMIT, Problem};
 use super::routing::json_response;
+use crate::cursor::{Cursor, CursorKey};
 use crate::domain::{Name, Timestamp};
-use crate::store::{Cursor, SetOutcome, Store};
+use crate::store::{SetOutcome, Store};
 
 pub const DEFAULT_LIMIT: usize = 100;
 /// How long a request body (at most 1 KiB) may take to arrive after the headers.
@@ -47,17 +49,72 @@ impl TimestampView {
     }
 }
 
-/// Body of a PUT: exactly one of the two fields; unknown fields are refused.
+/// Body of a PUT: exactly one of the two fields, with a value (`null` is none); unknown fields
+/// are refused.
+//
+// A field given as `null` counts as given, so `{"timestamp": null, "epoch_ms": 5}` gives two
+// fields, not one. The fields are kept as raw JSON text, so that each is judged by what the
+// client wrote: `-0` is the integer 0, and an integer too large for any number type is out of
+// range, not "not an integer".
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"timestamp": "2026-11-25T18:36:23.123+01:00"}))]
 pub struct SetRequest {
     /// RFC 3339 with any offset; normalised to UTC, truncated to milliseconds.
-    #[schema(format = DateTime)]
-    timestamp: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    #[serde(default, deserialize_with = "given")]
+    timestamp: Option<Box<RawValue>>,
     /// Milliseconds since the Unix epoch.
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 253_402_300_799_999_i64)]
-    epoch_ms: Option<serde_json::Number>,
+    #[serde(default, deserialize_with = "given")]
+    epoch_ms: Option<Box<RawValue>>,
+}
+
+/// A field that is present, whatever it holds (`Option`'s own deserialiser reads `null` as
+/// absent).
+fn given<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(deserializer).map(Some)
+}
+
+impl TryFrom<SetRequest> for Timestamp {
+    type Error = ApiError;
+
+    fn try_from(request: SetRequest) -> Result<Self, ApiError> {
+        match (request.timestamp, request.epoch_ms) {
+            (Some(text), None) => {
+                let text: String = serde_json::from_str(text.get()).map_err(|_| {
+                    ApiError::InvalidField(format!(
+                        "timestamp must be an RFC 3339 string, not {}",
+                        text.get()
+                    ))
+                })?;
+                Ok(Self::parse_rfc3339(&text)?)
+            }
+            (None, Some(number)) => Ok(Self::from_epoch_ms(epoch_ms(number.get())?)?),
+            _ => Err(ApiError::InvalidField(
+                "give exactly one of `timestamp` and `epoch_ms`".into(),
+            )),
+        }
+    }
+}
+
+/// `epoch_ms` as written: an integer literal (JSON allows a leading `-`, so `-0` is 0), else
+/// a 400. An integer beyond `i64` is returned as `i64::MIN` or `MAX`, which every range check
+/// then refuses as out of range, whatever the number's size.
+fn epoch_ms(raw: &str) -> Result<i64, ApiError> {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::InvalidField(format!(
+            "epoch_ms must be an integer, not {raw}"
+        )));
+    }
+    Ok(raw.parse().unwrap_or(if raw.starts_with('-') {
+        i64::MIN
+    } else {
+        i64::MAX
+    }))
 }
 
 /// One page of a listing.
@@ -186,8 +243,12 @@ pub async fn delete_one(raw_name: String, store: Store) -> Result<Response, ApiE
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
     )
 )]
-pub async fn list(raw_query: String, store: Store) -> Result<Response, ApiError> {
-    let (limit, cursor) = parse_list_query(&raw_query)?;
+pub async fn list(
+    raw_query: String,
+    store: Store,
+    cursor_key: CursorKey,
+) -> Result<Response, ApiError> {
+    let (limit, cursor) = parse_list_query(&raw_query, &cursor_key)?;
     let page = store.list(limit, cursor).await?;
     let view = ListView {
         items: page
@@ -195,7 +256,7 @@ pub async fn list(raw_query: String, store: Store) -> Result<Response, ApiError>
             .iter()
             .map(|(name, timestamp)| TimestampView::new(name, *timestamp))
             .collect(),
-        next_cursor: page.next.as_ref().map(Cursor::encode),
+        next_cursor: page.next.as_ref().map(|next| cursor_key.encode(next)),
     };
     Ok(json_response(&view, StatusCode::OK))
 }
@@ -253,22 +314,10 @@ fn parse_set_request(headers: &HeaderMap, body: &[u8]) -> Result<Timestamp, ApiE
             serde_json::error::Category::Data => ApiError::InvalidField(error.to_string()),
             _ => ApiError::InvalidJson(error.to_string()),
         })?;
-    match (request.timestamp, request.epoch_ms) {
-        (Some(text), None) => Ok(Timestamp::parse_rfc3339(&text)?),
-        (None, Some(number)) => match number.as_i64() {
-            Some(ms) => Ok(Timestamp::from_epoch_ms(ms)?),
-            None if number.is_u64() => Ok(Timestamp::from_epoch_ms(i64::MAX)?),
-            None => Err(ApiError::InvalidField(format!(
-                "epoch_ms must be an integer, not {number}"
-            ))),
-        },
-        _ => Err(ApiError::InvalidField(
-            "give exactly one of `timestamp` and `epoch_ms`".into(),
-        )),
-    }
+    Timestamp::try_from(request)
 }
 
-fn parse_list_query(raw: &str) -> Result<(usize, Cursor), ApiError> {
+fn parse_list_query(raw: &str, cursor_key: &CursorKey) -> Result<(usize, Cursor), ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
         .map_err(|error| ApiError::InvalidQuery(error.to_string()))?;
     let (mut limit, mut cursor) = (None, None);
@@ -289,7 +338,8 @@ fn parse_list_query(raw: &str) -> Result<(usize, Cursor), ApiError> {
             }
             "cursor" if cursor.is_none() => {
                 cursor = Some(
-                    Cursor::decode(&value)
+                    cursor_key
+                        .decode(&value)
                         .map_err(|error| ApiError::InvalidQuery(format!("cursor: {error}")))?,
                 );
             }
@@ -371,7 +421,25 @@ mod tests {
                 "400: unknown field `extra`",
             ),
             (r#"{"epoch_ms": 1.5}"#, "400: epoch_ms must be an integer"),
-            (r#"{"epoch_ms": "1"}"#, "400: invalid type"),
+            (r#"{"epoch_ms": "1"}"#, "400: epoch_ms must be an integer"),
+            (r#"{"epoch_ms": 1e3}"#, "400: epoch_ms must be an integer"),
+            (r#"{"epoch_ms": null}"#, "400: epoch_ms must be an integer"),
+            (
+                r#"{"timestamp": 5}"#,
+                "400: timestamp must be an RFC 3339 string",
+            ),
+            (
+                r#"{"timestamp": null}"#,
+                "400: timestamp must be an RFC 3339 string",
+            ),
+            (
+                r#"{"timestamp": null, "epoch_ms": 5}"#,
+                "400: give exactly one",
+            ),
+            (
+                r#"{"timestamp": "2026-01-01T00:00:00Z", "epoch_ms": null}"#,
+                "400: give exactly one",
+            ),
             (
                 r#"{"timestamp": "tomorrow"}"#,
                 "400: timestamp: timestamp is not RFC 3339",
@@ -384,10 +452,35 @@ mod tests {
                 r#"{"epoch_ms": 18446744073709551615}"#,
                 "400: timestamp is outside the accepted range",
             ),
+            (
+                r#"{"epoch_ms": 18446744073709551616}"#,
+                "400: timestamp is outside the accepted range",
+            ),
+            (
+                r#"{"epoch_ms": -99999999999999999999999999}"#,
+                "400: timestamp is outside the accepted range",
+            ),
         ] {
             let got = parse(body).unwrap_err();
             assert!(got.starts_with(expect), "{body}: {got}");
         }
+    }
+
+    #[test]
+    fn a_too_large_integer_is_out_of_range_whatever_its_size() {
+        for body in [
+            r#"{"epoch_ms": 253402300800000}"#,
+            r#"{"epoch_ms": 18446744073709551616}"#,
+            &format!(r#"{{"epoch_ms": {}}}"#, "9".repeat(400)),
+        ] {
+            let error = parse_set_request(&json_headers(), body.as_bytes()).unwrap_err();
+            assert!(matches!(error, ApiError::OutOfRange(_)), "{body}: {error}");
+        }
+    }
+
+    #[test]
+    fn minus_zero_is_the_integer_zero() {
+        assert_eq!(parse(r#"{"epoch_ms": -0}"#), Ok(0));
     }
 
     #[test]
@@ -411,6 +504,8 @@ mod tests {
 
     #[test]
     fn list_queries_are_checked() {
+        let key = CursorKey::new(None).unwrap();
+        let parse_list_query = |raw| parse_list_query(raw, &key);
         assert_eq!(parse_list_query("").unwrap().0, DEFAULT_LIMIT);
         assert_eq!(parse_list_query("limit=1000").unwrap().0, 1000);
         for bad in [

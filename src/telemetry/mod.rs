@@ -2,9 +2,10 @@
 //!
 //! Events go to stdout as JSON lines (`json`: one object with timestamp, level, target,
 //! message, fields and the current span) or, with `log_format = "text"`, in a human format,
-//! written in batches (`output`). Each request runs in a `request` span holding its request id,
-//! so every event logged while serving it names the request; the access log is one event per
-//! request under the `timestamp_api::access` target.
+//! queued for a writer thread (`output`), so a slow log sink never blocks a request. Each request
+//! runs in a `request` span holding its request id, so every event logged while serving it names
+//! the request; the access log is one event per request under the `timestamp_api::access`
+//! target. A panic is logged as one `panic` event with the request id, and counted.
 
 mod json;
 pub mod output;
@@ -14,6 +15,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 use warp::http::{HeaderMap, HeaderValue};
 use warp::reply::Response;
@@ -25,28 +27,79 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest incoming request id kept; a longer or odd one is replaced by a generated id.
 const REQUEST_ID_MAX_LEN: usize = 64;
 
-/// Installs the global subscriber. The filter was validated with the configuration, so an
-/// error here means a subscriber is already installed (a second call in one process). Lines
-/// are batched: whoever runs the service calls `output::flush` when idle and before exit.
-pub fn init(config: &Config) {
+/// Installs the global subscriber and the panic hook. The filter was validated with the
+/// configuration, so an error here means a subscriber is already installed (a second call in
+/// one process). Keep the guard until exit: dropping it writes out the queued lines.
+pub fn init(config: &Config) -> WorkerGuard {
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = output::stdout();
     let installed = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt()
             .fmt_fields(json::JsonFields)
             .event_format(json::JsonLines)
             .with_env_filter(filter)
-            .with_writer(output::BatchedStdout)
+            .with_writer(writer)
             .try_init(),
         LogFormat::Text => tracing_subscriber::fmt()
             .with_ansi(std::io::stdout().is_terminal())
             .with_env_filter(filter)
-            .with_writer(output::BatchedStdout)
+            .with_writer(writer)
             .try_init(),
     };
     if let Err(error) = installed {
         eprintln!("timestamp-api: logging was already set up: {error}");
     }
-    output::flush_before_panic_reports();
+    log_panics();
+    guard
+}
+
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Panics so far in this process (`timestamp_api_panics_total`).
+pub fn panics() -> u64 {
+    PANICS.load(Ordering::Relaxed)
+}
+
+/// Replaces the standard panic report (plain text on stderr, outside the log) with one `panic`
+/// event in the log, carrying the request id of the request being served, and counts it. The
+/// task that panicked ends (hyper closes that connection); the service goes on.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        PANICS.fetch_add(1, Ordering::Relaxed);
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        tracing::error!(
+            request_id = current_request_id().as_deref(),
+            panic = payload,
+            location = info.location().map(ToString::to_string),
+            "panic"
+        );
+    }));
+}
+
+tokio::task_local! {
+    static REQUEST_ID: HeaderValue;
+}
+
+/// Runs `work` (a request's handling) with `request_id` as the current request id.
+pub async fn with_request_id<F: std::future::Future>(
+    request_id: HeaderValue,
+    work: F,
+) -> F::Output {
+    REQUEST_ID.scope(request_id, work).await
+}
+
+/// The id of the request being served on this task, if any: error bodies and the panic event
+/// carry it, so that a client's report leads to the log lines.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID
+        .try_with(|id| id.to_str().ok().map(str::to_owned))
+        .ok()
+        .flatten()
 }
 
 /// The request id to use: a well-formed incoming `X-Request-Id` (1 to 64 characters of
@@ -118,6 +171,18 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(id).unwrap());
         headers
+    }
+
+    #[test]
+    fn a_panic_is_counted_instead_of_printed() {
+        let standard = std::panic::take_hook();
+        log_panics();
+        let before = panics();
+        let outcome = std::panic::catch_unwind(|| panic!("on purpose"));
+        // Other tests' failures are reported the standard way again.
+        std::panic::set_hook(standard);
+        assert!(outcome.is_err());
+        assert!(panics() > before);
     }
 
     #[test]

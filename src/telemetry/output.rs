@@ -1,72 +1,69 @@
-//! Where log lines go: stdout, in batches.
+//! Where log lines go: stdout, through a bounded queue that a dedicated thread drains.
 //!
-//! Writing each line with its own `write(2)` cost about a tenth of the service's throughput in
-//! bench/run, and two runtime threads contended for stdout's lock. Lines are appended to one
-//! shared buffer instead, and written out when it fills, whenever a runtime thread runs out of
-//! work (`flush` is the runtime's park hook, so an idle service writes at once and a busy one
-//! writes many lines per system call), at exit, and before a panic is reported.
+//! A log sink that stops reading (a stalled journald, a log shipper that fell behind, a pipe
+//! nobody drains) must not stop the service: request handlers and probes only ever put a line
+//! on the queue, never wait for stdout. When the queue is full the line is dropped and counted
+//! (`timestamp_api_log_lines_dropped_total`), and once the sink takes lines again the writer
+//! thread logs how many were lost. tracing-appender's lossy non-blocking writer does the
+//! queueing; the writer thread writes through a large buffer, so a busy service writes many
+//! lines per system call (docs/performance.md measured both this and the writer it replaced).
 
-use std::io::{self, Write};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::io::{self, BufWriter, Stdout, Write};
+use std::sync::OnceLock;
 
-/// A buffer this full is written out at once, busy or not.
-const FLUSH_AT_BYTES: usize = 32 * 1024;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 
-static BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Lines the queue holds while the sink is slow; beyond them lines are dropped. At a few
+/// hundred bytes a line this bounds the queue to a few MiB.
+const QUEUE_LINES: usize = 8192;
 
-fn buffer() -> MutexGuard<'static, Vec<u8>> {
-    // A panic while holding the lock leaves at worst a partial line; keep logging.
-    BUFFER.lock().unwrap_or_else(PoisonError::into_inner)
+/// The writer thread's buffer: it is written out when full and whenever the queue runs empty.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped so far because the sink did not keep up.
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }
 
-/// Writes every buffered line to stdout.
-pub fn flush() {
-    let mut buffer = buffer();
-    write_out(&mut buffer);
+/// The writer for the fmt layer, and the guard that flushes the queue when dropped (at exit).
+pub fn stdout() -> (NonBlocking, WorkerGuard) {
+    let sink = ReportingSink {
+        out: BufWriter::with_capacity(WRITE_BUFFER_BYTES, io::stdout()),
+        reported: 0,
+    };
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUE_LINES)
+        .thread_name("log-writer")
+        .finish(sink);
+    // Only the first subscriber's counter is kept; `telemetry::init` runs once per process.
+    let _ = DROPPED.set(writer.error_counter());
+    (writer, guard)
 }
 
-fn write_out(buffer: &mut Vec<u8>) {
-    if buffer.is_empty() {
-        return;
-    }
-    let mut stdout = io::stdout().lock();
-    // If stdout is gone there is nowhere left to report it; the lines are dropped, never kept.
-    let _ = stdout.write_all(buffer).and_then(|()| stdout.flush());
-    buffer.clear();
+/// Stdout as the writer thread sees it: after each line it could write, it reports lines that
+/// were dropped since the last report, as a log event of its own (queued like any other).
+struct ReportingSink {
+    out: BufWriter<Stdout>,
+    reported: u64,
 }
 
-/// The `MakeWriter` for the fmt layer: each formatted event arrives in one `write`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BatchedStdout;
-
-impl io::Write for BatchedStdout {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut buffer = buffer();
-        buffer.extend_from_slice(bytes);
-        if buffer.len() >= FLUSH_AT_BYTES {
-            write_out(&mut buffer);
+impl Write for ReportingSink {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        let written = self.out.write(line)?;
+        let dropped = dropped_lines();
+        if dropped > self.reported {
+            tracing::warn!(dropped = dropped - self.reported, "log lines were dropped");
+            self.reported = dropped;
         }
-        Ok(bytes.len())
+        Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.out.flush()
     }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedStdout {
-    type Writer = Self;
-
-    fn make_writer(&'a self) -> Self {
-        *self
-    }
-}
-
-/// Makes a panic's own message come after the lines logged before it.
-pub fn flush_before_panic_reports() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        flush();
-        report(info);
-    }));
 }

@@ -36,10 +36,8 @@ async fn readyz_follows_redis() {
     assert_eq!(not_ready.header("content-type"), Some("application/json"));
     let body = not_ready.json();
     assert_eq!(body["status"], "not ready");
-    assert!(
-        body["reason"].as_str().unwrap().starts_with("redis: "),
-        "{body}"
-    );
+    // The verdict only: Redis' own error text (addresses, "Connection refused") goes to the log.
+    assert_eq!(body["reason"], "redis: no answer to PING in time", "{body}");
     let metrics = app.admin.get("/metrics").await.text();
     assert_eq!(gauge(&metrics).as_deref(), Some("timestamp_api_ready 0"));
 

@@ -459,6 +459,8 @@ pub struct ServiceProcess {
     pub admin: Client,
     stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// While false, nobody reads the service's stdout: its pipe fills and stays full.
+    reading_stdout: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_timestamp-api");
@@ -486,8 +488,15 @@ impl ServiceProcess {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting timestamp-api");
-        let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
-        let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
+        let reading_stdout = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let stdout = collect_lines(
+            child.stdout.take().expect("piped stdout"),
+            reading_stdout.clone(),
+        );
+        let stderr = collect_lines(
+            child.stderr.take().expect("piped stderr"),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let announced = stdout
@@ -502,6 +511,7 @@ impl ServiceProcess {
                     child,
                     stdout,
                     stderr,
+                    reading_stdout,
                 };
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -517,6 +527,30 @@ impl ServiceProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops reading the service's stdout, as a stalled log shipper would; `resume_stdout`
+    /// drains it again.
+    pub fn stall_stdout(&self) {
+        self.reading_stdout
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn resume_stdout(&self) {
+        self.reading_stdout
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The process's resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the service's /proc status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status");
+        kib / 1024.0
     }
 
     /// Sends a signal such as `libc::SIGTERM` to the process.
@@ -588,13 +622,37 @@ fn serving_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 
 fn collect_lines(
     pipe: impl Read + Send + 'static,
+    reading: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = lines.clone();
     std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
+        let mut pipe = BufReader::new(pipe);
+        loop {
+            while !reading.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let mut line = String::new();
+            match pipe.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => sink
+                    .lock()
+                    .unwrap()
+                    .push(line.trim_end_matches('\n').to_owned()),
+            }
         }
     });
     lines
+}
+
+/// The value of one sample in a Prometheus text exposition: `series` is the metric name with
+/// its labels exactly as rendered (`http_requests_total{method="GET",...}`).
+pub fn metric(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

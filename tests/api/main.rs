@@ -8,6 +8,7 @@ mod contract;
 mod errors;
 mod faults;
 mod helpers;
+mod hostile;
 mod listing;
 mod process;
 mod timestamps;

@@ -5,7 +5,7 @@ Run by tests/e2e/run (`make e2e`), which starts the stack and always tears it do
 is an assertion about a property of the deployment that fails when the property breaks: the
 API contract through the published port, what is (not) published, persistence across restarts
 and crashes, behaviour with Redis down, graceful shutdown under load, the Redis ACL, the
-containers' hardening, and a backup-and-restore rehearsal. Tests run in the order written;
+containers' hardening, the cursor key from its secret file, and a backup-and-restore rehearsal. Tests run in the order written;
 each leaves the stack healthy for the next.
 
 Environment (set by tests/e2e/run): COMPOSE_PROJECT_NAME, API_PORT, SECRETS_DIR, API_IMAGE,
@@ -15,6 +15,7 @@ REDIS_IMAGE, API_DRAIN_DELAY.
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from urllib.parse import quote
 
 API_PORT = int(os.environ["API_PORT"])
 SECRETS = Path(os.environ["SECRETS_DIR"])
@@ -219,21 +221,44 @@ def both_containers_run_as_non_root_with_a_read_only_root_filesystem():
 def secrets_are_files_only_and_the_acl_holds_hashes_only():
     password = read_secret("redis_password")
     admin_password = read_secret("redis_admin_password")
+    cursor_key = read_secret("cursor_key")
+    assert re.fullmatch(r"[0-9a-f]{64}", cursor_key), "cursor_key is not 32 random bytes in hex"
+    secrets = (password, admin_password, cursor_key)
     acl = (SECRETS / "users.acl").read_text()
     assert password not in acl and admin_password not in acl
     assert acl.count(" #") == 2, acl
     for service in ("api", "redis"):
         details = inspect(service)
         environment = "\n".join(details["Config"]["Env"] or [])
-        assert password not in environment and admin_password not in environment, service
+        assert not any(secret in environment for secret in secrets), service
         image = json.loads(run("docker", "image", "inspect", details["Image"]).stdout)[0]
-        assert password not in json.dumps(image["Config"]), service
+        assert not any(secret in json.dumps(image["Config"]) for secret in secrets), service
+    assert "TSAPI_CURSOR_KEY_FILE=/run/secrets/cursor_key" in inspect("api")["Config"]["Env"]
     logs = compose("logs", "--no-color").stdout
-    assert password not in logs and admin_password not in logs
+    assert not any(secret in logs for secret in secrets)
     assert (SECRETS / "redis_password").stat().st_uid == 10001
+    assert (SECRETS / "cursor_key").stat().st_uid == 10001
     assert (SECRETS / "users.acl").stat().st_uid == 999
-    for name in ("redis_password", "users.acl", "redis_admin_password"):
+    for name in ("redis_password", "cursor_key", "users.acl", "redis_admin_password"):
         assert (SECRETS / name).stat().st_mode & 0o077 == 0, f"{name} is readable by group or others"
+
+
+@test
+def a_cursor_stays_valid_across_an_api_restart():
+    """The cursor key comes from the secret file, not from a key each process draws at start."""
+    for name in ("e2e-cursor-a", "e2e-cursor-b"):
+        assert put_json(f"/v1/timestamps/{name}", {"epoch_ms": 7777})[0] in (200, 201)
+    status, _, body, _ = request("GET", "/v1/timestamps?limit=1")
+    assert status == 200 and body["next_cursor"], (status, body)
+    cursor = quote(body["next_cursor"], safe="")
+    compose("restart", "api")
+    compose("up", "--detach", "--wait")
+    wait_until_serving()
+    status, _, body, _ = request("GET", f"/v1/timestamps?limit=1&cursor={cursor}")
+    assert status == 200, f"a cursor from before the restart: {status} {body}"
+    assert_problem(request("GET", "/v1/timestamps?limit=1&cursor=" + quote("not-a-cursor", safe="")), 400, "invalid-query")
+    for name in ("e2e-cursor-a", "e2e-cursor-b"):
+        request("DELETE", f"/v1/timestamps/{name}")
 
 
 @test

@@ -4,8 +4,10 @@
 Every pod template must meet the Pod Security Standards' restricted profile (as enforced by
 kube-apiserver's pod-security admission, baseline checks included) plus this project's extras:
 a read-only root filesystem, no service-account token, resources, probes, and for the API the
-shutdown choreography (preStop sleep, grace period above drain + shutdown timeout) and rollout
-settings. Every object carries the recommended labels. Exits 1 and lists every violation.
+shutdown choreography (preStop sleep, grace period above drain + shutdown timeout), rollout
+settings and a cursor key from a Secret file. Every object carries the recommended labels and
+sits in the rendering's namespace; the Secrets and ConfigMaps pods reference exist (Secrets only
+where the rendering generates them: prod's come from outside). Exits 1 and lists every violation.
 """
 
 import re
@@ -16,6 +18,7 @@ import yaml
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
 REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by")
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "IngressClass", "PriorityClass", "StorageClass"}
 
 
 def pod_spec(obj):
@@ -25,6 +28,34 @@ def pod_spec(obj):
     if obj["kind"] == "CronJob":
         return spec["jobTemplate"]["spec"]["template"]["spec"]
     return spec["template"]["spec"]
+
+
+def references(spec, kind):
+    """The names of the Secrets (kind "secret") or ConfigMaps ("configMap") a pod spec uses."""
+    key, ref = {"secret": ("secretKeyRef", "secretRef"), "configMap": ("configMapKeyRef", "configMapRef")}[kind]
+    names = set()
+    for volume in spec.get("volumes", []):
+        if kind in volume:
+            names.add(volume[kind].get("secretName" if kind == "secret" else "name"))
+        for source in (volume.get("projected") or {}).get("sources", []):
+            if kind in source:
+                names.add(source[kind].get("name"))
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        for variable in container.get("env", []):
+            names.add(((variable.get("valueFrom") or {}).get(key) or {}).get("name"))
+        for source in container.get("envFrom", []):
+            names.add((source.get(ref) or {}).get("name"))
+    return names - {None}
+
+
+def secret_mounts(spec, container):
+    """The directories where `container` sees files from Secrets."""
+    from_secrets = {
+        volume["name"] for volume in spec.get("volumes", [])
+        if "secret" in volume
+        or any("secret" in source for source in (volume.get("projected") or {}).get("sources", []))
+    }
+    return [mount["mountPath"].rstrip("/") for mount in container.get("volumeMounts", []) if mount["name"] in from_secrets]
 
 
 def seconds(value):
@@ -124,6 +155,12 @@ def check_api(obj, problems, configmaps):
     shutdown = seconds(environment.get("TSAPI_SHUTDOWN_TIMEOUT", "10s"))
     if not drain:
         problems.append(f"{name}: TSAPI_DRAIN_DELAY is not set through the service's config")
+    # Replicas must sign list cursors with one key, or a cursor from one is a 400 at another.
+    key_file = environment.get("TSAPI_CURSOR_KEY_FILE")
+    if not key_file:
+        problems.append(f"{name}: TSAPI_CURSOR_KEY_FILE is not set through the service's config: each replica would draw its own cursor key")
+    elif not any(key_file.startswith(directory + "/") for directory in secret_mounts(pod, container)):
+        problems.append(f"{name}: TSAPI_CURSOR_KEY_FILE {key_file} is not in a directory mounted from a Secret")
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if grace <= (sleep or 0) + drain + shutdown:
         problems.append(f"{name}: terminationGracePeriodSeconds {grace} is not above preStop {sleep} + drain {drain} + shutdown {shutdown}")
@@ -134,15 +171,23 @@ def check(documents):
     objects = [document for document in documents if document]
     configmaps = {obj["metadata"]["name"]: obj.get("data", {}) for obj in objects if obj["kind"] == "ConfigMap"}
     kinds = {obj["kind"] for obj in objects}
+    namespaces = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Namespace"}
+    secrets = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Secret"}
     for obj in objects:
         name = f"{obj['kind']}/{obj['metadata']['name']}"
         labels = obj["metadata"].get("labels", {})
         missing = [label for label in REQUIRED_LABELS if label not in labels]
         if missing:
             problems.append(f"{name}: missing labels {missing}")
+        if namespaces and obj["kind"] not in CLUSTER_SCOPED and obj["metadata"].get("namespace") not in namespaces:
+            problems.append(f"{name}: in namespace {obj['metadata'].get('namespace')!r}, not in {sorted(namespaces)}")
         if obj["kind"] in WORKLOADS:
             long_running = obj["kind"] in {"Deployment", "StatefulSet", "DaemonSet"}
             check_pod(name, pod_spec(obj), problems, {"long_running": long_running})
+            for missing in sorted(references(pod_spec(obj), "configMap") - set(configmaps)):
+                problems.append(f"{name}: references ConfigMap {missing}, which is not in the rendering")
+            for missing in sorted(references(pod_spec(obj), "secret") - secrets if secrets else ()):
+                problems.append(f"{name}: references Secret {missing}, which is not in the rendering")
             if obj["kind"] == "Deployment" and labels.get("app.kubernetes.io/component") == "api":
                 check_api(obj, problems, configmaps)
         if obj["kind"] == "Namespace":
