@@ -628,6 +628,36 @@ mod tests {
     }
 
     #[test]
+    fn the_cursor_key_comes_from_its_file_is_long_enough_and_is_never_printed() {
+        Jail::expect_with(|jail| {
+            let key = "k".repeat(40);
+            jail.create_file("cursor_key", &format!("{key}\n"))?;
+            jail.create_file("short_key", "sixteen-bytes-ok\n")?;
+            jail.set_env(
+                "TSAPI_CURSOR_KEY_FILE",
+                jail.directory().join("cursor_key").display(),
+            );
+            let config = load_in(jail, None).unwrap();
+            assert_eq!(
+                config.cursor_key.as_ref().map(Secret::expose),
+                Some(key.as_str())
+            );
+            for shown in [format!("{config:?}"), config.to_redacted_toml()] {
+                assert!(!shown.contains(&key), "{shown}");
+                assert!(shown.contains("[redacted]"), "{shown}");
+            }
+            jail.set_env(
+                "TSAPI_CURSOR_KEY_FILE",
+                jail.directory().join("short_key").display(),
+            );
+            let error = error_in(jail, None);
+            assert!(error.contains("shorter than 32 bytes"), "{error}");
+            assert!(!error.contains("sixteen"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unreadable_or_empty_password_files_are_refused() {
         Jail::expect_with(|jail| {
             jail.set_env("TSAPI_REDIS__PASSWORD_FILE", "/nonexistent/password");
@@ -704,6 +734,15 @@ mod tests {
             ("TSAPI_ADMIN_LISTEN", "127.0.0.1:8080", "admin_listen"),
             ("TSAPI_SHUTDOWN_TIMEOUT", "0s", "shutdown_timeout"),
             ("TSAPI_DRAIN_DELAY", "10m", "drain_delay"),
+            ("TSAPI_MAX_CONNECTIONS", "0", "max_connections"),
+            ("TSAPI_MAX_CONNECTIONS", "1000000", "max_connections"),
+            ("TSAPI_WRITE_TIMEOUT", "0s", "write_timeout"),
+            ("TSAPI_IDLE_TIMEOUT", "6m", "idle_timeout"),
+            (
+                "TSAPI_CURSOR_KEY_FILE",
+                "/nonexistent/cursor_key",
+                "cursor_key_file",
+            ),
         ] {
             Jail::expect_with(|jail| {
                 jail.set_env(variable, value);

@@ -85,8 +85,11 @@ impl AsyncRead for ClientStream {
         if room == 0 {
             return Pin::new(&mut this.stream).poll_read(cx, buf);
         }
-        this.scratch.resize(room, 0);
-        let mut read = ReadBuf::new(&mut this.scratch);
+        // Grown once to hyper's largest read, then reused as is (no zeroing per read).
+        if this.scratch.len() < room {
+            this.scratch.resize(room, 0);
+        }
+        let mut read = ReadBuf::new(&mut this.scratch[..room]);
         std::task::ready!(Pin::new(&mut this.stream).poll_read(cx, &mut read))?;
         let filled = read.filled().len();
         if filled == 0 {

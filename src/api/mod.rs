@@ -40,23 +40,21 @@ pub fn routes(
     let store = warp::any().map(move || store.clone());
     let item = segment_after("/v1/timestamps/");
 
-    let get_one = item
-        .clone()
-        .and(get_or_head())
+    // The method first: it is the cheaper test, so the path is matched once per request.
+    let get_one = get_or_head()
+        .and(item.clone())
         .and(store.clone())
         .then(timestamps::get_one)
         .map(finish);
-    let put_one = item
-        .clone()
-        .and(warp::put())
+    let put_one = warp::put()
+        .and(item.clone())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and(store.clone())
         .then(timestamps::put_one)
         .map(finish);
-    let delete_one = item
-        .clone()
-        .and(warp::delete())
+    let delete_one = warp::delete()
+        .and(item.clone())
         .and(store.clone())
         .then(timestamps::delete_one)
         .map(finish);

@@ -2,7 +2,7 @@
 //!
 //! Events go to stdout as JSON lines (`json`: one object with timestamp, level, target,
 //! message, fields and the current span) or, with `log_format = "text"`, in a human format,
-//! queued for a writer thread (`output`), so a slow log sink never blocks a request. Each request
+//! buffered for a writer thread (`output`), so a slow log sink never blocks a request. Each request
 //! runs in a `request` span holding its request id, so every event logged while serving it names
 //! the request; the access log is one event per request under the `timestamp_api::access`
 //! target. A panic is logged as one `panic` event with the request id, and counted.
@@ -15,7 +15,6 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 use warp::http::{HeaderMap, HeaderValue};
 use warp::reply::Response;
@@ -30,20 +29,20 @@ const REQUEST_ID_MAX_LEN: usize = 64;
 /// Installs the global subscriber and the panic hook. The filter was validated with the
 /// configuration, so an error here means a subscriber is already installed (a second call in
 /// one process). Keep the guard until exit: dropping it writes out the queued lines.
-pub fn init(config: &Config) -> WorkerGuard {
+pub fn init(config: &Config) -> output::WriterGuard {
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = output::stdout();
+    let guard = output::start();
     let installed = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt()
             .fmt_fields(json::JsonFields)
             .event_format(json::JsonLines)
             .with_env_filter(filter)
-            .with_writer(writer)
+            .with_writer(output::Stdout)
             .try_init(),
         LogFormat::Text => tracing_subscriber::fmt()
             .with_ansi(std::io::stdout().is_terminal())
             .with_env_filter(filter)
-            .with_writer(writer)
+            .with_writer(output::Stdout)
             .try_init(),
     };
     if let Err(error) = installed {
