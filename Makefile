@@ -7,12 +7,15 @@ export
 .PHONY: up test lint openapi bench secrets e2e
 
 # Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C stops
-# both. Needs cargo, redis-server.
+# both. Needs cargo; installs redis-server if it is missing (scripts/ensure-tools).
 up:
+	scripts/ensure-tools redis-server
 	scripts/up
 
-# Unit and integration tests (the integration tests start their own redis-servers).
+# Unit and integration tests (the integration tests start their own redis-servers). Needs
+# cargo; installs redis-server if it is missing.
 test:
+	scripts/ensure-tools redis-server
 	cargo test --locked
 
 # Every linter CI runs (.ci/lint): rustfmt, clippy, shellcheck, yamllint, actionlint, promtool.

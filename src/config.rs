@@ -250,12 +250,27 @@ impl Config {
                 format!("must be from 1 to {MAX_CONNECTIONS_LIMIT}"),
             ));
         }
-        for (key, value) in [
-            ("write_timeout", self.write_timeout),
-            ("idle_timeout", self.idle_timeout),
+        for (key, value, max, max_text) in [
+            ("write_timeout", self.write_timeout, 300, "5m"),
+            ("idle_timeout", self.idle_timeout, 300, "5m"),
+            (
+                "redis.connect_timeout",
+                self.redis.connect_timeout,
+                60,
+                "60s",
+            ),
+            (
+                "redis.command_timeout",
+                self.redis.command_timeout,
+                60,
+                "60s",
+            ),
         ] {
-            if value.is_zero() || value > Duration::from_secs(300) {
-                return Err(invalid(key, "must be more than 0 and at most 5m".into()));
+            if value.is_zero() || value > Duration::from_secs(max) {
+                return Err(invalid(
+                    key,
+                    format!("must be more than 0 and at most {max_text}"),
+                ));
             }
         }
         if let Some(path) = &self.cursor_key_file {
@@ -306,15 +321,6 @@ impl Config {
                 "redis.key_prefix",
                 "must be 1 to 64 characters, without glob characters (* ? [ ] \\) or spaces".into(),
             ));
-        }
-
-        for (key, value) in [
-            ("redis.connect_timeout", redis.connect_timeout),
-            ("redis.command_timeout", redis.command_timeout),
-        ] {
-            if value.is_zero() || value > Duration::from_secs(60) {
-                return Err(invalid(key, "must be more than 0 and at most 60s".into()));
-            }
         }
 
         if let Some(path) = &redis.password_file {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hyper::Method;
 use redis::Commands;
 
 use crate::helpers::{Client, RedisServer, ServiceProcess, TestResponse, eventually, metric};
@@ -474,18 +475,14 @@ async fn the_contracts_edges_hold() {
     api.put_empty("/v1/timestamps/")
         .await
         .assert_problem(400, "invalid-name");
-    api.delete("/v1/timestamps/")
-        .await
-        .assert_problem(400, "invalid-name");
-    api.get("/v1/timestamps/")
-        .await
-        .assert_problem(400, "invalid-name");
-    api.get("/v1/timestamps/name-0/")
-        .await
-        .assert_problem(404, "no-route");
-    api.get("/v1/timestamps/name-0//")
-        .await
-        .assert_problem(404, "no-route");
+    for method in [Method::GET, Method::DELETE] {
+        api.send(method, "/v1/timestamps/", &[], None)
+            .await
+            .assert_problem(400, "invalid-name");
+    }
+    for path in ["/v1/timestamps/name-0/", "/v1/timestamps/name-0//"] {
+        api.get(path).await.assert_problem(404, "no-route");
+    }
     assert_eq!(api.get("/v1/timestamps/name-0").await.status, 200);
     service
         .admin
