@@ -9,12 +9,14 @@ let
   root = ../.;
 
   # Only what the build and the tests read: Cargo files, Rust sources and TOML, plus the
-  # committed OpenAPI document, which a test compares with the generated one.
+  # committed OpenAPI document, which a test compares with the generated one, and nextest's
+  # test groups (named here so that they stay in whatever the TOML filter keeps).
   src = lib.fileset.toSource {
     inherit root;
     fileset = lib.fileset.unions [
       (craneLib.fileset.commonCargoSources root)
       ../docs/openapi.json
+      ../.config/nextest.toml
     ];
   };
 

@@ -259,7 +259,10 @@ async fn serve<F>(
         let Ok(permit) = connections.permits.clone().try_acquire_owned() else {
             connections.metrics.refused.inc();
             // Best effort and never waiting: a fresh socket's send buffer takes these few
-            // hundred bytes at once, and a client that is not reading loses nothing it needs.
+            // hundred bytes at once. Whatever request already arrived is read and discarded
+            // first, so that closing does not turn into a reset that could destroy the answer.
+            let mut discarded = [0; 1024];
+            let _ = stream.try_read(&mut discarded);
             let _ = stream.try_write(&connections.refusal);
             continue;
         };
