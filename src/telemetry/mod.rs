@@ -2,10 +2,11 @@
 //!
 //! Events go to stdout as JSON lines (`json`: one object with timestamp, level, target,
 //! message, fields and the current span) or, with `log_format = "text"`, in a human format,
-//! buffered for a writer thread (`output`), so a slow log sink never blocks a request. Each request
-//! runs in a `request` span holding its request id, so every event logged while serving it names
-//! the request; the access log is one event per request under the `timestamp_api::access`
-//! target. A panic is logged as one `panic` event with the request id, and counted.
+//! buffered for a writer thread (`output`), so a slow log sink never blocks a request. Each
+//! request runs in a `request` span holding its request id, so every event logged while serving
+//! it names the request; the access log is one event per request under the
+//! `timestamp_api::access` target. A panic is logged as one `panic` event with the request id,
+//! and counted.
 
 mod json;
 pub mod output;

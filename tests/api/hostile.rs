@@ -618,6 +618,23 @@ async fn oversized_heads_and_lengths_get_problem_documents_where_hyper_lets_them
         response.assert_problem(413, "payload-too-large");
     }
 
+    // Also when the number arrives in pieces.
+    let split = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(api.addr).unwrap();
+        for piece in [
+            "PUT /v1/timestamps/a HTTP/1.1\r\nHost: h\r\nContent-Length: 18446",
+            "744073709551615",
+            "\r\nConnection: close\r\n\r\n",
+        ] {
+            stream.write_all(piece.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        read_until_closed(&mut stream, Duration::from_secs(5)).0
+    })
+    .await
+    .unwrap();
+    assert!(split.starts_with("HTTP/1.1 413 "), "{split}");
+
     // Over the service's own limits (64 fields, 8 KiB) and under hyper's: a problem document.
     for request in [with_headers(70, 1), with_headers(1, 10 * 1024)] {
         let answer = raw_answer(api, request).await;
