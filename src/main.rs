@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    timestamp_api::cli::main()
+    timestamp_api::main()
 }

@@ -7,6 +7,7 @@
 pub mod openapi;
 mod problem;
 pub(crate) mod routing;
+mod set_request;
 mod timestamps;
 
 use std::convert::Infallible;
@@ -17,11 +18,11 @@ use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 
 pub use problem::{
-    ApiError, BODY_LIMIT, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, PROBLEM_CONTENT_TYPE,
+    ApiError, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, PROBLEM_CONTENT_TYPE,
     RETRY_AFTER_SECONDS,
 };
 use routing::{exact, fallback, finish, get_or_head, method_not_allowed, read_only, segment_after};
-pub use timestamps::{BODY_READ_TIMEOUT, DEFAULT_LIMIT, MAX_LIMIT};
+pub use set_request::BODY_READ_TIMEOUT;
 
 use crate::cursor::CursorKey;
 use crate::store::Store;

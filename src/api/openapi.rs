@@ -7,7 +7,8 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::{Content, Object, Required, ResponseBuilder};
 
 use super::problem::Problem;
-use super::timestamps::{self, ListView, SetRequest, TimestampView};
+use super::set_request::SetRequest;
+use super::timestamps::{self, ListView, TimestampView};
 
 #[derive(OpenApi)]
 #[openapi(

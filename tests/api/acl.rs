@@ -23,7 +23,7 @@ async fn the_documented_command_set_is_all_the_service_needs() {
 
     let mut config = test_config(&redis.url());
     config.redis.username = Some("app".into());
-    config.redis.password = Some(timestamp_api::config::Secret::new("app-password"));
+    config.redis.password = Some(timestamp_api::Secret::new("app-password"));
     let app = TestApp::spawn_with(config).await;
 
     assert_eq!(app.put_empty("/v1/timestamps/a").await.status, 201);

@@ -1,0 +1,384 @@
+//! Configuration: one typed `Config`, layered from built-in defaults, an optional TOML file and
+//! `TSAPI_*` environment variables (`__` separates nesting levels), validated once at start-up.
+//!
+//! Every error names the key and where its value came from, so an operator can fix a bad
+//! deployment from one log line. The Redis password is only ever read from a file and is held
+//! in a `Secret`, which cannot be printed.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::error::Kind;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+mod duration;
+mod secret;
+#[cfg(test)]
+mod tests;
+
+pub use secret::Secret;
+use secret::read_secret_file;
+
+/// Prefix of every environment variable the service reads.
+pub const ENV_PREFIX: &str = "TSAPI_";
+/// Environment variable naming the optional TOML file (same as `--config`).
+pub const CONFIG_FILE_ENV: &str = "TSAPI_CONFIG";
+
+/// `TSAPI_*` variables that are not configuration keys: the file path itself, and the git
+/// revision, which is read at build time (a CI job may still export it when running tests).
+const NOT_KEYS: [&str; 2] = ["config", "git_sha"];
+
+/// Shortest cursor key accepted: 256 bits, the size of HMAC-SHA256's output.
+const CURSOR_KEY_MIN_BYTES: usize = 32;
+
+/// Each connection costs a file descriptor and some buffers; past this a typo is likelier
+/// than a plan.
+const MAX_CONNECTIONS_LIMIT: usize = 100_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the API listener.
+    pub listen: SocketAddr,
+    /// Address of the admin listener (probes, metrics, version); keep it off public networks.
+    pub admin_listen: SocketAddr,
+    /// Log filter, in tracing's `EnvFilter` syntax (`info`, `warn,timestamp_api=debug`).
+    pub log: String,
+    pub log_format: LogFormat,
+    /// After SIGTERM, how long to keep serving while /readyz says 503, so that load balancers
+    /// stop sending traffic before the listener closes.
+    #[serde(with = "duration")]
+    pub drain_delay: Duration,
+    /// Then, how long in-flight requests may take to finish before they are cut.
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+    /// Most connections each listener holds open; a connection beyond them is answered 503 and
+    /// closed at once.
+    pub max_connections: usize,
+    /// A response write that makes no progress for this long (a client that does not read)
+    /// closes the connection.
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
+    /// How long a connection may wait for (the rest of) its next request head: bounds idle
+    /// keep-alive connections and clients that send headers slowly.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// File holding the key that signs list cursors, shared by every replica so that each one
+    /// accepts the others' cursors; without it each process draws a random key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor_key_file: Option<PathBuf>,
+    /// Read from `cursor_key_file` during `Config::load`; never serialised.
+    #[serde(skip)]
+    pub cursor_key: Option<Secret>,
+    pub redis: RedisConfig,
+}
+
+/// JSON lines for machines (the default), or a human-readable format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` or `redis+unix:///path/to/socket`; never with credentials in it.
+    pub url: String,
+    /// ACL user to authenticate as; Redis' `default` user when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the password (trailing newline ignored). The only way to pass one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Read from `password_file` during `Config::load`, never from a configuration source, and
+    /// never serialised (so neither `config` output nor the start-up log can carry it).
+    #[serde(skip)]
+    pub password: Option<Secret>,
+    /// Every key the service touches starts with this; the Redis ACL grants exactly `<prefix>*`.
+    pub key_prefix: String,
+    /// Bound on establishing a connection to Redis.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Bound on one API operation's work in Redis; past it the request answers 503.
+    #[serde(with = "duration")]
+    pub command_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            log: "info".to_owned(),
+            log_format: LogFormat::Json,
+            drain_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            write_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            cursor_key_file: None,
+            cursor_key: None,
+            redis: RedisConfig::default(),
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/0".to_owned(),
+            username: None,
+            password_file: None,
+            password: None,
+            key_prefix: "ts:".to_owned(),
+            connect_timeout: Duration::from_millis(250),
+            command_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Why the configuration was refused. `Display` is one line naming the key and its origin.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key} (from {origin}): {message}")]
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
+    #[error("configuration file {} ({origin}): {source}", path.display())]
+    File {
+        path: PathBuf,
+        origin: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Where the optional configuration file was named, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOrigin {
+    CommandLine,
+    Environment,
+}
+
+impl FileOrigin {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::CommandLine => "named by --config",
+            Self::Environment => "named by TSAPI_CONFIG",
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layers (defaults, then `file`, then the process environment), checks the
+    /// result and reads the secret files.
+    pub fn load(file: Option<(&Path, FileOrigin)>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some((path, origin)) = file {
+            // figment treats a missing file as empty; a file the operator named must exist.
+            fs::File::open(path).map_err(|source| ConfigError::File {
+                path: path.to_owned(),
+                origin: origin.describe(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let environment = Env::prefixed(ENV_PREFIX).split("__").ignore(&NOT_KEYS);
+        Self::from_figment(&figment.merge(environment))
+    }
+
+    /// Extracts a configuration from already layered sources, checks it and reads its secrets.
+    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
+        let mut config: Self = figment
+            .extract()
+            .map_err(|error| describe_figment_error(figment, error))?;
+        config.check(figment)?;
+        config.read_secrets(figment)?;
+        Ok(config)
+    }
+
+    /// Refuses values that parse but cannot work, naming the key and its layer.
+    fn check(&self, figment: &Figment) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| invalid(figment, key, message);
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            return Err(invalid(
+                "admin_listen",
+                format!("must differ from listen ({})", self.listen),
+            ));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(invalid("log", format!("not a log filter: {error}")));
+        }
+        if self.drain_delay > Duration::from_secs(300) {
+            return Err(invalid("drain_delay", "must be at most 5m".into()));
+        }
+        if self.shutdown_timeout.is_zero() || self.shutdown_timeout > Duration::from_secs(300) {
+            return Err(invalid(
+                "shutdown_timeout",
+                "must be more than 0 and at most 5m".into(),
+            ));
+        }
+
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections) {
+            return Err(invalid(
+                "max_connections",
+                format!("must be from 1 to {MAX_CONNECTIONS_LIMIT}"),
+            ));
+        }
+        for (key, value, max, max_text) in [
+            ("write_timeout", self.write_timeout, 300, "5m"),
+            ("idle_timeout", self.idle_timeout, 300, "5m"),
+            (
+                "redis.connect_timeout",
+                self.redis.connect_timeout,
+                60,
+                "60s",
+            ),
+            (
+                "redis.command_timeout",
+                self.redis.command_timeout,
+                60,
+                "60s",
+            ),
+        ] {
+            if value.is_zero() || value > Duration::from_secs(max) {
+                return Err(invalid(
+                    key,
+                    format!("must be more than 0 and at most {max_text}"),
+                ));
+            }
+        }
+        let redis = &self.redis;
+
+        let url = redis::IntoConnectionInfo::into_connection_info(redis.url.as_str())
+            // The URL is not echoed: a rejected one may well hold a password.
+            .map_err(|error| invalid("redis.url", format!("not a usable Redis URL: {error}")))?;
+        let settings = url.redis_settings();
+        if settings.username().is_some() || settings.password().is_some() {
+            return Err(invalid(
+                "redis.url",
+                "must not carry credentials; set redis.username and redis.password_file".into(),
+            ));
+        }
+
+        if let Some(username) = &redis.username
+            && (username.is_empty()
+                || username.contains(|c: char| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid(
+                "redis.username",
+                "must be non-empty, without spaces or control characters".into(),
+            ));
+        }
+
+        let prefix = &redis.key_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || prefix
+                .contains(|c: char| "*?[]\\".contains(c) || c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "redis.key_prefix",
+                "must be 1 to 64 characters, without glob characters (* ? [ ] \\) or spaces".into(),
+            ));
+        }
+
+        Ok(())
+    }
+
+    /// Reads the files named by `cursor_key_file` and `redis.password_file` into the
+    /// configuration (only here: never from a configuration source).
+    fn read_secrets(&mut self, figment: &Figment) -> Result<(), ConfigError> {
+        let unreadable = |key: &str, path: &Path, message: String| {
+            invalid(figment, key, format!("{}: {message}", path.display()))
+        };
+        if let Some(path) = &self.cursor_key_file {
+            let key = read_secret_file(path)
+                .and_then(|key| {
+                    if key.expose().len() < CURSOR_KEY_MIN_BYTES {
+                        Err(format!("shorter than {CURSOR_KEY_MIN_BYTES} bytes"))
+                    } else {
+                        Ok(key)
+                    }
+                })
+                .map_err(|message| unreadable("cursor_key_file", path, message))?;
+            self.cursor_key = Some(key);
+        }
+        if let Some(path) = &self.redis.password_file {
+            let password = read_secret_file(path)
+                .map_err(|message| unreadable("redis.password_file", path, message))?;
+            self.redis.password = Some(password);
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets left out: the output is itself a valid
+    /// configuration file. A comment says whether a password was read.
+    pub fn to_redacted_toml(&self) -> String {
+        // Serialising plain structs of strings, numbers and tables cannot fail.
+        let mut text = toml::to_string_pretty(self)
+            .unwrap_or_else(|error| format!("# cannot render: {error}\n"));
+        if self.redis.password.is_some() {
+            text.push_str("# redis.password: [redacted], read from redis.password_file\n");
+        }
+        if self.cursor_key.is_some() {
+            text.push_str("# cursor key: [redacted], read from cursor_key_file\n");
+        }
+        text
+    }
+}
+
+fn invalid(figment: &Figment, key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        origin: origin_of(figment, key),
+        message,
+    }
+}
+
+/// Turns figment's error into one line naming the key and the layer its value came from.
+fn describe_figment_error(figment: &Figment, error: figment::Error) -> ConfigError {
+    // For an unknown field, figment's path already ends with the field's name.
+    let message = match &error.kind {
+        Kind::UnknownField(field, _) if field == "password" => {
+            "is not accepted: the password is read only from the file named by \
+             redis.password_file"
+                .to_owned()
+        }
+        Kind::UnknownField(_, expected) => {
+            format!("unknown key; expected one of {}", expected.join(", "))
+        }
+        kind => kind.to_string(),
+    };
+    let key = if error.path.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        error.path.join(".")
+    };
+    ConfigError::Invalid {
+        origin: origin_of(figment, &key),
+        key,
+        message,
+    }
+}
+
+/// Names the layer that supplied `key`: an environment variable, a file, or the defaults.
+fn origin_of(figment: &Figment, key: &str) -> String {
+    let Some(metadata) = figment.find_metadata(key) else {
+        return "built-in defaults".to_owned();
+    };
+    match &metadata.source {
+        Some(figment::Source::File(path)) => format!("file {}", path.display()),
+        _ => format!(
+            "environment variable {ENV_PREFIX}{}",
+            key.replace('.', "__").to_ascii_uppercase()
+        ),
+    }
+}

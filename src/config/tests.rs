@@ -1,0 +1,323 @@
+//! The configuration's layers, validation and secrets, through figment's `Jail` (a private
+//! environment and working directory per test).
+
+// figment's `Jail` fixes the closures' error type; its size does not matter in tests.
+#![allow(clippy::result_large_err)]
+
+use figment::Jail;
+
+use super::*;
+
+fn load_in(jail: &Jail, file: Option<&str>) -> Result<Config, ConfigError> {
+    let path = file.map(|name| jail.directory().join(name));
+    Config::load(path.as_deref().map(|path| (path, FileOrigin::CommandLine)))
+}
+
+fn error_in(jail: &Jail, file: Option<&str>) -> String {
+    match load_in(jail, file) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn defaults_listen_locally() {
+    Jail::expect_with(|jail| {
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.log, "info");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.drain_delay, Duration::ZERO);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(config.redis.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(config.redis.key_prefix, "ts:");
+        assert!(config.redis.command_timeout < Duration::from_secs(1));
+        assert!(config.redis.connect_timeout < Duration::from_secs(1));
+        assert!(config.redis.password.is_none());
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_overrides_file_overrides_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "tsapi.toml",
+            r#"
+            listen = "0.0.0.0:9000"
+            [redis]
+            url = "redis://file-host:6379/0"
+            key_prefix = "file:"
+            "#,
+        )?;
+        jail.set_env("TSAPI_REDIS__URL", "redis://env-host:6380/0");
+        jail.set_env("TSAPI_REDIS__COMMAND_TIMEOUT", "400ms");
+        let config = load_in(jail, Some("tsapi.toml")).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.redis.url, "redis://env-host:6380/0");
+        assert_eq!(config.redis.key_prefix, "file:");
+        assert_eq!(config.redis.command_timeout, Duration::from_millis(400));
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_LISTEN", "not-an-address");
+        let error = error_in(jail, None);
+        assert!(
+            error.starts_with("listen (from environment variable TSAPI_LISTEN)"),
+            "{error}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_file_value_names_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file("bad.toml", "[redis]\nconnect_timeout = \"soon\"\n")?;
+        let error = error_in(jail, Some("bad.toml"));
+        assert!(
+            error.starts_with("redis.connect_timeout (from file "),
+            "{error}"
+        );
+        assert!(error.contains("bad.toml"), "{error}");
+        assert!(error.contains("\"soon\""), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_are_refused_wherever_they_come_from() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_REDIS__HOST", "x");
+        let error = error_in(jail, None);
+        assert!(
+            error.starts_with(
+                "redis.host (from environment variable TSAPI_REDIS__HOST): unknown key"
+            ),
+            "{error}"
+        );
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.create_file("typo.toml", "lisen = \"127.0.0.1:1\"\n")?;
+        let error = error_in(jail, Some("typo.toml"));
+        assert!(error.starts_with("lisen (from file "), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_config_path_and_git_sha_variables_are_not_keys() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_CONFIG", "/nonexistent.toml");
+        jail.set_env("TSAPI_GIT_SHA", "abc123");
+        load_in(jail, None).unwrap();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_password_from_the_environment_is_refused_with_a_hint() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_REDIS__PASSWORD", "hunter2");
+        let error = error_in(jail, None);
+        assert!(
+            error.starts_with("redis.password (from environment variable"),
+            "{error}"
+        );
+        assert!(error.contains("redis.password_file"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn credentials_in_the_url_are_refused_without_echoing_them() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_REDIS__URL", "redis://app:hunter2@redis:6379/0");
+        let error = error_in(jail, None);
+        assert!(error.starts_with("redis.url (from environment variable TSAPI_REDIS__URL)"));
+        assert!(!error.contains("hunter2"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_password_comes_from_its_file_and_is_never_printed() {
+    Jail::expect_with(|jail| {
+        jail.create_file("password", "s3cr3t-value\n")?;
+        jail.set_env("TSAPI_REDIS__USERNAME", "app");
+        jail.set_env(
+            "TSAPI_REDIS__PASSWORD_FILE",
+            jail.directory().join("password").display(),
+        );
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(
+            config.redis.password.as_ref().map(Secret::expose),
+            Some("s3cr3t-value")
+        );
+        for shown in [format!("{config:?}"), config.to_redacted_toml()] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn the_cursor_key_comes_from_its_file_is_long_enough_and_is_never_printed() {
+    Jail::expect_with(|jail| {
+        let key = "k".repeat(40);
+        jail.create_file("cursor_key", &format!("{key}\n"))?;
+        jail.create_file("short_key", "sixteen-bytes-ok\n")?;
+        jail.set_env(
+            "TSAPI_CURSOR_KEY_FILE",
+            jail.directory().join("cursor_key").display(),
+        );
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(
+            config.cursor_key.as_ref().map(Secret::expose),
+            Some(key.as_str())
+        );
+        for shown in [format!("{config:?}"), config.to_redacted_toml()] {
+            assert!(!shown.contains(&key), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+        jail.set_env(
+            "TSAPI_CURSOR_KEY_FILE",
+            jail.directory().join("short_key").display(),
+        );
+        let error = error_in(jail, None);
+        assert!(error.contains("shorter than 32 bytes"), "{error}");
+        assert!(!error.contains("sixteen"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unreadable_or_empty_password_files_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_REDIS__PASSWORD_FILE", "/nonexistent/password");
+        let error = error_in(jail, None);
+        assert!(
+            error.starts_with("redis.password_file (from environment variable TSAPI_REDIS__PASSWORD_FILE): /nonexistent/password: "),
+            "{error}"
+        );
+        jail.create_file("empty", "\n")?;
+        jail.set_env(
+            "TSAPI_REDIS__PASSWORD_FILE",
+            jail.directory().join("empty").display(),
+        );
+        assert!(error_in(jail, None).ends_with("is empty"));
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_config_file_is_an_error_when_named() {
+    Jail::expect_with(|jail| {
+        let error = error_in(jail, Some("absent.toml"));
+        assert!(error.starts_with("configuration file "), "{error}");
+        assert!(error.contains("absent.toml (named by --config)"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_key_prefix_cannot_hold_glob_characters() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_REDIS__KEY_PREFIX", "ts*");
+        assert!(error_in(jail, None).starts_with("redis.key_prefix (from environment"));
+        Ok(())
+    });
+}
+
+#[test]
+fn timeouts_must_be_positive_and_bounded() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_REDIS__COMMAND_TIMEOUT", "0ms");
+        assert!(error_in(jail, None).starts_with("redis.command_timeout"));
+        jail.set_env("TSAPI_REDIS__COMMAND_TIMEOUT", "5m");
+        assert!(error_in(jail, None).starts_with("redis.command_timeout"));
+        jail.set_env("TSAPI_REDIS__COMMAND_TIMEOUT", "250");
+        assert!(error_in(jail, None).contains("needs a unit"));
+        Ok(())
+    });
+}
+
+#[test]
+fn operability_keys_come_from_the_documented_variables() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_ADMIN_LISTEN", "0.0.0.0:9191");
+        jail.set_env("TSAPI_LOG", "warn,timestamp_api=debug");
+        jail.set_env("TSAPI_LOG_FORMAT", "text");
+        jail.set_env("TSAPI_DRAIN_DELAY", "5s");
+        jail.set_env("TSAPI_SHUTDOWN_TIMEOUT", "20s");
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(config.admin_listen.to_string(), "0.0.0.0:9191");
+        assert_eq!(config.log, "warn,timestamp_api=debug");
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.drain_delay, Duration::from_secs(5));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(20));
+        Ok(())
+    });
+}
+
+#[test]
+fn operability_values_are_checked() {
+    for (variable, value, key) in [
+        ("TSAPI_LOG_FORMAT", "xml", "log_format"),
+        ("TSAPI_LOG", "info,[", "log"),
+        ("TSAPI_ADMIN_LISTEN", "127.0.0.1:8080", "admin_listen"),
+        ("TSAPI_SHUTDOWN_TIMEOUT", "0s", "shutdown_timeout"),
+        ("TSAPI_DRAIN_DELAY", "10m", "drain_delay"),
+        ("TSAPI_MAX_CONNECTIONS", "0", "max_connections"),
+        ("TSAPI_MAX_CONNECTIONS", "1000000", "max_connections"),
+        ("TSAPI_WRITE_TIMEOUT", "0s", "write_timeout"),
+        ("TSAPI_IDLE_TIMEOUT", "6m", "idle_timeout"),
+        (
+            "TSAPI_CURSOR_KEY_FILE",
+            "/nonexistent/cursor_key",
+            "cursor_key_file",
+        ),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.set_env(variable, value);
+            let error = error_in(jail, None);
+            assert!(
+                error.starts_with(&format!("{key} (from environment variable {variable})")),
+                "{error}"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn durations_parse_with_units() {
+    assert_eq!(duration::parse("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(duration::parse("10s"), Ok(Duration::from_secs(10)));
+    assert_eq!(duration::parse("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(duration::parse("0"), Ok(Duration::ZERO));
+    assert!(duration::parse("10").is_err());
+    assert!(duration::parse("1h").is_err());
+    assert!(duration::parse("-1s").is_err());
+    assert!(duration::parse("s").is_err());
+}
+
+#[test]
+fn the_redacted_rendering_reads_back_as_the_same_configuration() {
+    let mut config = Config::default();
+    config.redis.password_file = Some("/run/secrets/redis_password".into());
+    config.redis.password = Some(Secret::new("s3cr3t"));
+    let shown = config.to_redacted_toml();
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+    let mut again: Config = toml::from_str(&shown).unwrap();
+    again.redis.password = config.redis.password.clone();
+    assert_eq!(again.to_redacted_toml(), shown);
+}
