@@ -14,11 +14,10 @@ use warp::Filter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
-use crate::api::routing::{exact, fallback, json_response, read_only};
+use crate::http::{Route, exact, fallback, get_route, json_response};
 use crate::metrics::{Metrics, TEXT_CONTENT_TYPE};
 use crate::shutdown::Draining;
 use crate::store::Store;
-use crate::telemetry::Route;
 use crate::version;
 
 pub fn routes(
@@ -26,13 +25,13 @@ pub fn routes(
     metrics: Metrics,
     draining: Draining,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let livez = read_only(
+    let livez = get_route(
         exact("/livez"),
         Route("/livez"),
         warp::any().map(|| json_response(&json!({"status": "ok"}), StatusCode::OK)),
     );
     let readiness_metrics = metrics.clone();
-    let readyz = read_only(
+    let readyz = get_route(
         exact("/readyz"),
         Route("/readyz"),
         warp::any()
@@ -40,7 +39,7 @@ pub fn routes(
             .untuple_one()
             .then(readiness),
     );
-    let metrics = read_only(
+    let metrics = get_route(
         exact("/metrics"),
         Route("/metrics"),
         warp::any().map(move || {
@@ -52,7 +51,7 @@ pub fn routes(
             response
         }),
     );
-    let version = read_only(
+    let version = get_route(
         exact("/version"),
         Route("/version"),
         warp::any().map(|| {

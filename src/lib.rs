@@ -13,6 +13,7 @@ mod connection;
 mod cursor;
 mod domain;
 mod healthcheck;
+mod http;
 mod metrics;
 mod server;
 mod shutdown;

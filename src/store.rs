@@ -147,10 +147,10 @@ impl Store {
     /// Up to `limit` values, walking the key space with SCAN (never KEYS). Like SCAN itself, a
     /// listing may show a name twice, and may miss names created or removed while it runs.
     pub async fn list(&self, limit: usize, cursor: Cursor) -> Result<Page, StoreError> {
-        self.bounded(self.list_unbounded(limit, cursor)).await
+        self.bounded(self.scan_page(limit, cursor)).await
     }
 
-    async fn list_unbounded(&self, limit: usize, cursor: Cursor) -> Result<Page, StoreError> {
+    async fn scan_page(&self, limit: usize, cursor: Cursor) -> Result<Page, StoreError> {
         let Cursor {
             scan: mut position,
             mut pending,
@@ -233,7 +233,7 @@ impl Store {
     }
 
     /// Sends one command, timing it by name (the metric label) and counting failures.
-    async fn query<T: FromRedisValue>(&self, command: Command) -> Result<T, StoreError> {
+    async fn query<T: FromRedisValue>(&self, command: RedisCommand) -> Result<T, StoreError> {
         let timer = self.metrics.time_redis(command.name);
         let mut connection = self.connection.clone();
         let result = command.cmd.query_async(&mut connection).await;
@@ -252,19 +252,19 @@ impl Store {
 }
 
 /// A Redis command that keeps its name, for the metrics label.
-struct Command {
+struct RedisCommand {
     name: &'static str,
     cmd: Cmd,
 }
 
-fn command(name: &'static str) -> Command {
-    Command {
+fn command(name: &'static str) -> RedisCommand {
+    RedisCommand {
         name,
         cmd: redis::cmd(name),
     }
 }
 
-impl Command {
+impl RedisCommand {
     fn arg(mut self, arg: impl ToRedisArgs) -> Self {
         self.cmd.arg(arg);
         self

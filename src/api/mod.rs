@@ -6,7 +6,6 @@
 
 pub mod openapi;
 mod problem;
-pub(crate) mod routing;
 mod set_request;
 mod timestamps;
 
@@ -21,12 +20,14 @@ pub use problem::{
     ApiError, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, PROBLEM_CONTENT_TYPE,
     RETRY_AFTER_SECONDS,
 };
-use routing::{exact, fallback, finish, get_or_head, method_not_allowed, read_only, segment_after};
+
 pub use set_request::BODY_READ_TIMEOUT;
 
 use crate::cursor::CursorKey;
+use crate::http::{
+    Route, exact, fallback, get_or_head, get_route, method_not_allowed, respond, segment_after,
+};
 use crate::store::Store;
-use crate::telemetry::Route;
 
 pub const ITEM_ROUTE: Route = Route("/v1/timestamps/{name}");
 pub const COLLECTION_ROUTE: Route = Route("/v1/timestamps");
@@ -46,19 +47,19 @@ pub fn routes(
         .and(item.clone())
         .and(store.clone())
         .then(timestamps::get_one)
-        .map(finish);
+        .map(respond);
     let put_one = warp::put()
         .and(item.clone())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and(store.clone())
         .then(timestamps::put_one)
-        .map(finish);
+        .map(respond);
     let delete_one = warp::delete()
         .and(item.clone())
         .and(store.clone())
         .then(timestamps::delete_one)
-        .map(finish);
+        .map(respond);
     let other_method = item
         .and(method_not_allowed("GET, HEAD, PUT, DELETE"))
         .map(|_name: String, response| response);
@@ -71,18 +72,18 @@ pub fn routes(
         .unify()
         .map(move |response| ITEM_ROUTE.tag(response));
 
-    let list = read_only(
+    let list = get_route(
         exact("/v1/timestamps"),
         COLLECTION_ROUTE,
         optional_raw_query()
             .and(store)
             .and(cursor_key)
             .then(timestamps::list)
-            .map(finish),
+            .map(respond),
     );
 
     let document = Bytes::from(openapi::document());
-    let openapi = read_only(
+    let openapi = get_route(
         exact("/openapi.json"),
         OPENAPI_ROUTE,
         warp::any().map(move || {

@@ -13,10 +13,10 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use super::problem::{ApiError, Problem};
-use super::routing::json_response;
 use super::set_request::{SetRequest, requested_timestamp};
 use crate::cursor::{Cursor, CursorKey};
 use crate::domain::{Name, Timestamp};
+use crate::http::json_response;
 use crate::store::{SetOutcome, Store};
 
 pub const DEFAULT_LIMIT: usize = 100;

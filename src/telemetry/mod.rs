@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use tracing_subscriber::EnvFilter;
 use warp::http::{HeaderMap, HeaderValue};
-use warp::reply::Response;
 
 use crate::config::{Config, LogFormat};
 
@@ -138,29 +137,6 @@ fn new_request_id() -> HeaderValue {
     );
     // Hex digits are always a valid header value; the fallback is unreachable.
     HeaderValue::from_maybe_shared(Bytes::from(id)).unwrap_or(HeaderValue::from_static("invalid"))
-}
-
-/// The route template a response was produced by, for metric labels and the access log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route(pub &'static str);
-
-impl Route {
-    /// Requests that matched no route.
-    pub const UNMATCHED: Self = Self("unmatched");
-
-    pub fn of(response: &Response) -> Self {
-        response
-            .extensions()
-            .get::<Self>()
-            .copied()
-            .unwrap_or(Self::UNMATCHED)
-    }
-
-    /// Labels a response with this route.
-    pub fn tag(self, mut response: Response) -> Response {
-        response.extensions_mut().insert(self);
-        response
-    }
 }
 
 #[cfg(test)]

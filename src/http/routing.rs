@@ -1,5 +1,5 @@
-//! Routing pieces shared by the API and admin listeners: method dispatch with 405 + `Allow`,
-//! the 404 catch-all, route-template tagging and JSON responses.
+//! Routing pieces shared by the API and admin listeners: exact path matching, method dispatch
+//! with 405 + `Allow`, the 404 catch-all, route-template tagging and JSON responses.
 //!
 //! Handlers never reject: every outcome, error or not, is a response, so warp's `or` only falls
 //! through to the next branch when the path or the method did not match.
@@ -15,8 +15,30 @@ use warp::path::FullPath;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use super::problem::ApiError;
-use crate::telemetry::Route;
+use crate::api::ApiError;
+
+/// The route template a response was produced by, for metric labels and the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route(pub &'static str);
+
+impl Route {
+    /// Requests that matched no route.
+    pub const UNMATCHED: Self = Self("unmatched");
+
+    pub fn of(response: &Response) -> Self {
+        response
+            .extensions()
+            .get::<Self>()
+            .copied()
+            .unwrap_or(Self::UNMATCHED)
+    }
+
+    /// Labels a response with this route.
+    pub fn tag(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
 
 /// Matches exactly `path`.
 pub fn exact(path: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
@@ -63,7 +85,7 @@ pub fn method_not_allowed(
 }
 
 /// A path served by `handler` for GET and HEAD, 405 for anything else, tagged with `route`.
-pub fn read_only<P, H>(
+pub fn get_route<P, H>(
     path: P,
     route: Route,
     handler: H,
@@ -95,6 +117,6 @@ pub fn json_response<T: Serialize>(value: &T, status: StatusCode) -> Response {
 }
 
 /// Turns a handler's result into a response: errors become problem documents.
-pub fn finish(result: Result<Response, ApiError>) -> Response {
+pub fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(ApiError::into_response)
 }

@@ -1,0 +1,125 @@
+//! The per-request wrapper both listeners serve through: request id, span, access log,
+//! metrics, and the answers to requests no route can serve.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use tower_service::Service as _;
+use tracing::Instrument;
+use warp::Filter;
+use warp::http::{Request, Version, header};
+use warp::reply::Response;
+
+use super::Route;
+use crate::api::{ApiError, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
+use crate::metrics::Metrics;
+use crate::telemetry::{self, REQUEST_ID_HEADER};
+
+/// Where a listener's access-log lines go: the API's at info, the admin listener's (probes and
+/// scrapes, every few seconds) at debug.
+#[derive(Debug, Clone, Copy)]
+pub enum AccessLog {
+    Info,
+    Debug,
+}
+
+/// Wraps a listener's warp routes with what every request gets: a request id (kept from a
+/// well-formed `X-Request-Id`, else generated, and echoed), a span carrying it, one access-log
+/// event, and the HTTP metrics. Requests no route can serve (no path, no `Host`) are answered
+/// here, before routing.
+#[derive(Clone)]
+pub struct Observed<F> {
+    pub routes: F,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+}
+
+impl<F> hyper::service::Service<Request<Incoming>> for Observed<F>
+where
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    F::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let start = Instant::now();
+        let request_id = telemetry::request_id(request.headers());
+        let method = request.method().clone();
+        let span = tracing::info_span!(
+            "request",
+            request_id = request_id.to_str().unwrap_or_default()
+        );
+        let routes = self.routes.clone();
+        let (metrics, access_log) = (self.metrics.clone(), self.access_log);
+        let handled = async move {
+            let response = match unroutable(&request) {
+                Some(problem) => Route::UNMATCHED.tag(problem.into_response()),
+                None => {
+                    let Ok(response) = warp::service(routes).call(request).await;
+                    response
+                }
+            };
+            let elapsed = start.elapsed();
+            let route = Route::of(&response).0;
+            let status = response.status();
+            metrics.observe_request(&method, route, status, elapsed);
+            // Microsecond resolution is plenty, and keeps the log lines short.
+            let latency_ms = elapsed.as_micros() as f64 / 1000.0;
+            match access_log {
+                AccessLog::Info => tracing::info!(
+                    target: "timestamp_api::access", %method, route, status = status.as_u16(), latency_ms, "request"
+                ),
+                AccessLog::Debug => tracing::debug!(
+                    target: "timestamp_api::access", %method, route, status = status.as_u16(), latency_ms, "request"
+                ),
+            }
+            response
+        };
+        Box::pin(async move {
+            let mut response =
+                telemetry::with_request_id(request_id.clone(), handled.instrument(span)).await;
+            response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+            Ok(response)
+        })
+    }
+}
+
+/// Why a request cannot be routed at all, if it cannot: its target is not a path (the
+/// authority form of `CONNECT host:port`, the asterisk form of `OPTIONS *`), it is HTTP/1.1
+/// without exactly one `Host` (RFC 9112, section 3.2), or its head is over this service's own
+/// limits (below hyper's, so that the answer is a problem document rather than hyper's empty
+/// 431).
+fn unroutable<B>(request: &Request<B>) -> Option<ApiError> {
+    if !request.uri().path().starts_with('/') {
+        return Some(ApiError::InvalidRequest(
+            "the request target must be a path such as /v1/timestamps",
+        ));
+    }
+    let headers = request.headers();
+    if headers.len() > MAX_REQUEST_HEADERS {
+        return Some(ApiError::HeadersTooLarge);
+    }
+    let target_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    let head_bytes: usize = target_bytes
+        + headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head_bytes > MAX_REQUEST_HEAD_BYTES {
+        return Some(ApiError::HeadersTooLarge);
+    }
+    if request.version() == Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
+        return Some(ApiError::InvalidRequest(
+            "an HTTP/1.1 request must carry exactly one Host header",
+        ));
+    }
+    None
+}
