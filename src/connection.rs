@@ -191,7 +191,7 @@ impl LengthClamp {
         for (at, &byte) in bytes.iter().enumerate() {
             if self.state == State::Digits {
                 if byte.is_ascii_digit() {
-                    out(&bytes[passed..at]);
+                    // Every byte before it in this state was a held digit: nothing to let out.
                     passed = at + 1;
                     if self.held.len() < MAX_HELD {
                         self.held.push(byte);

@@ -28,8 +28,8 @@ pub enum AccessLog {
 
 /// Wraps a listener's warp routes with what every request gets: a request id (kept from a
 /// well-formed `X-Request-Id`, else generated, and echoed), a span carrying it, one access-log
-/// event, and the HTTP metrics. Requests no route can serve (no path, no `Host`) are answered
-/// here, before routing.
+/// event, and the HTTP metrics. Requests no route can serve (no path, no `Host`, a head over
+/// the service's own limits) are answered here, before routing.
 #[derive(Clone)]
 pub struct Observed<F> {
     pub routes: F,
