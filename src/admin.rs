@@ -14,7 +14,7 @@ use warp::Filter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
-use crate::http::{Route, exact, fallback, get_route, json_response};
+use crate::http::{Route, fallback, get_route, json_response};
 use crate::metrics::{Metrics, TEXT_CONTENT_TYPE};
 use crate::shutdown::Draining;
 use crate::store::Store;
@@ -26,13 +26,11 @@ pub fn routes(
     draining: Draining,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let livez = get_route(
-        exact("/livez"),
         Route("/livez"),
         warp::any().map(|| json_response(&json!({"status": "ok"}), StatusCode::OK)),
     );
     let readiness_metrics = metrics.clone();
     let readyz = get_route(
-        exact("/readyz"),
         Route("/readyz"),
         warp::any()
             .map(move || (store.clone(), draining.clone(), readiness_metrics.clone()))
@@ -40,7 +38,6 @@ pub fn routes(
             .then(readiness),
     );
     let metrics = get_route(
-        exact("/metrics"),
         Route("/metrics"),
         warp::any().map(move || {
             let mut response = metrics.render().into_response();
@@ -52,7 +49,6 @@ pub fn routes(
         }),
     );
     let version = get_route(
-        exact("/version"),
         Route("/version"),
         warp::any().map(|| {
             json_response(

@@ -6,6 +6,7 @@
 
 pub mod openapi;
 mod problem;
+mod schema;
 mod set_request;
 mod timestamps;
 
@@ -24,9 +25,7 @@ pub use problem::{
 pub use set_request::BODY_READ_TIMEOUT;
 
 use crate::cursor::CursorKey;
-use crate::http::{
-    Route, exact, fallback, get_or_head, get_route, method_not_allowed, respond, segment_after,
-};
+use crate::http::{Methods, Route, fallback, get_route, respond, segment};
 use crate::store::Store;
 
 pub const ITEM_ROUTE: Route = Route("/v1/timestamps/{name}");
@@ -40,40 +39,31 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let cursor_key = warp::any().map(move || cursor_key.clone());
     let store = warp::any().map(move || store.clone());
-    let item = segment_after("/v1/timestamps/");
+    let item = segment(ITEM_ROUTE);
 
-    // The method first: it is the cheaper test, so the path is matched once per request.
-    let get_one = get_or_head()
-        .and(item.clone())
-        .and(store.clone())
-        .then(timestamps::get_one)
-        .map(respond);
-    let put_one = warp::put()
-        .and(item.clone())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
-        .and(store.clone())
-        .then(timestamps::put_one)
-        .map(respond);
-    let delete_one = warp::delete()
-        .and(item.clone())
-        .and(store.clone())
-        .then(timestamps::delete_one)
-        .map(respond);
-    let other_method = item
-        .and(method_not_allowed("GET, HEAD, PUT, DELETE"))
-        .map(|_name: String, response| response);
-    let item_routes = get_one
-        .or(put_one)
-        .unify()
-        .or(delete_one)
-        .unify()
-        .or(other_method)
-        .unify()
-        .map(move |response| ITEM_ROUTE.tag(response));
+    let item_routes = Methods::get(
+        item.clone()
+            .and(store.clone())
+            .then(timestamps::get_one)
+            .map(respond),
+    )
+    .put(
+        item.clone()
+            .and(warp::header::headers_cloned())
+            .and(warp::body::stream())
+            .and(store.clone())
+            .then(timestamps::put_one)
+            .map(respond),
+    )
+    .delete(
+        item.clone()
+            .and(store.clone())
+            .then(timestamps::delete_one)
+            .map(respond),
+    )
+    .or_not_allowed(ITEM_ROUTE, item.map(drop).untuple_one());
 
     let list = get_route(
-        exact("/v1/timestamps"),
         COLLECTION_ROUTE,
         optional_raw_query()
             .and(store)
@@ -84,7 +74,6 @@ pub fn routes(
 
     let document = Bytes::from(openapi::document());
     let openapi = get_route(
-        exact("/openapi.json"),
         OPENAPI_ROUTE,
         warp::any().map(move || {
             let mut response = Response::new(document.clone().into());

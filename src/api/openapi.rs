@@ -7,6 +7,7 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::{Content, Object, Required, ResponseBuilder};
 
 use super::problem::Problem;
+use super::schema::add_shared_responses;
 use super::set_request::SetRequest;
 use super::timestamps::{self, ListView, TimestampView};
 
@@ -27,6 +28,7 @@ struct ApiDoc;
 /// The document as pretty-printed JSON with a trailing newline, as committed.
 pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
+    add_shared_responses(doc.components.get_or_insert_default());
     // The document's own route has no handler function to carry an attribute.
     let own_route = OperationBuilder::new()
         .tag("meta")

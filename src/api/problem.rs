@@ -11,11 +11,9 @@ use serde::Serialize;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
+use super::set_request::BODY_LIMIT;
 use crate::domain::{NameError, TimestampError};
 use crate::store::StoreError;
-
-/// Largest request body accepted, in bytes.
-pub const BODY_LIMIT: u64 = 1024;
 
 /// The service's own bounds on a request head (the target and the header fields), well below
 /// hyper's (100 fields, and the connection's 16 KiB buffer): a head between the two is
@@ -48,7 +46,7 @@ pub enum ApiError {
     #[error("no route matches {0}")]
     NoRoute(String),
     #[error("method {method} is not allowed here; use {allow}")]
-    MethodNotAllowed { method: String, allow: &'static str },
+    MethodNotAllowed { method: String, allow: String },
     #[error("a chunked request body has no length; send the body with Content-Length")]
     LengthRequired,
     #[error("the request body did not arrive in time")]
@@ -219,7 +217,10 @@ impl ApiError {
         );
         match self {
             Self::MethodNotAllowed { allow, .. } => {
-                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+                // Method names are tokens, valid in a header value as they are.
+                if let Ok(allow) = HeaderValue::from_str(&allow) {
+                    headers.insert(header::ALLOW, allow);
+                }
             }
             Self::Unavailable(_) | Self::TooManyConnections => {
                 headers.insert(
@@ -268,7 +269,7 @@ mod tests {
             (
                 ApiError::MethodNotAllowed {
                     method: "POST".into(),
-                    allow: "GET",
+                    allow: "GET".into(),
                 },
                 405,
                 "method-not-allowed",
@@ -320,7 +321,7 @@ mod tests {
     fn method_not_allowed_names_the_allowed_methods() {
         let error = ApiError::MethodNotAllowed {
             method: "POST".into(),
-            allow: "GET, HEAD",
+            allow: "GET, HEAD".into(),
         };
         let (_, _, headers) = body_of(error.into_response());
         assert_eq!(headers[header::ALLOW], "GET, HEAD");

@@ -8,14 +8,16 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use warp::http::{HeaderMap, header};
 
-use super::problem::{ApiError, BODY_LIMIT};
+use super::problem::ApiError;
 use crate::domain::Timestamp;
 
-/// How long a request body (at most 1 KiB) may take to arrive after the headers.
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT: u64 = 1024;
+
+/// How long a request body may take to arrive after the headers.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Body of a PUT: exactly one of the two fields, with a value (`null` is none); unknown fields
-/// are refused.
+/// Body of a PUT: exactly one of the two fields; unknown fields are refused.
 //
 // A field given as `null` counts as given, so `{"timestamp": null, "epoch_ms": 5}` gives two
 // fields, not one. The fields are kept as raw JSON text, so that each is judged by what the
@@ -26,11 +28,10 @@ pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 #[schema(example = json!({"timestamp": "2026-11-25T18:36:23.123+01:00"}))]
 pub struct SetRequest {
     /// RFC 3339 with any offset; normalised to UTC, truncated to milliseconds.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = String, format = DateTime)]
     #[serde(default, deserialize_with = "given")]
     timestamp: Option<Box<RawValue>>,
-    /// Milliseconds since the Unix epoch.
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 253_402_300_799_999_i64)]
+    #[schema(schema_with = super::schema::epoch_ms)]
     #[serde(default, deserialize_with = "given")]
     epoch_ms: Option<Box<RawValue>>,
 }

@@ -12,8 +12,10 @@ use utoipa::ToSchema;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
-use super::problem::{ApiError, Problem};
-use super::set_request::{SetRequest, requested_timestamp};
+use super::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem};
+use super::schema::{self, ItemErrors, ListParams, NameParam, StoreErrors};
+use super::set_request::{BODY_LIMIT, BODY_READ_TIMEOUT, SetRequest, requested_timestamp};
+use super::{COLLECTION_ROUTE, ITEM_ROUTE};
 use crate::cursor::{Cursor, CursorKey};
 use crate::domain::{Name, Timestamp};
 use crate::http::json_response;
@@ -26,14 +28,13 @@ pub const MAX_LIMIT: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(example = json!({"name": "deploy", "timestamp": "2026-11-25T17:36:23.123Z", "epoch_ms": 1_795_628_183_123_i64}))]
 pub struct TimestampView {
-    /// 1 to 128 characters of `[A-Za-z0-9._-]`, starting with a letter or digit.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    #[schema(schema_with = schema::name)]
     pub name: String,
     /// RFC 3339 in UTC with exactly three fractional digits and a `Z`.
     #[schema(format = DateTime)]
     pub timestamp: String,
-    /// The same instant in milliseconds since the Unix epoch.
-    #[schema(minimum = 0, maximum = 253_402_300_799_999_i64)]
+    /// The same instant.
+    #[schema(schema_with = schema::epoch_ms)]
     pub epoch_ms: i64,
 }
 
@@ -58,51 +59,42 @@ pub struct ListView {
 
 /// Get one timestamp.
 #[utoipa::path(
-    get,
-    path = "/v1/timestamps/{name}",
-    tag = "timestamps",
-    params(NameParam),
+    get, path = ITEM_ROUTE.0, params(NameParam), tag = "timestamps",
     responses(
         (status = 200, description = "The stored value.", body = TimestampView),
-        (status = 400, description = "The name is not valid (`invalid-name`).", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No timestamp has this name (`not-found`).", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis did not answer in time (`unavailable`).", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        ItemErrors,
     )
 )]
 pub async fn get_one(raw_name: String, store: Store) -> Result<Response, ApiError> {
     let name = Name::parse(&raw_name)?;
-    match store.get(&name).await? {
-        Some(timestamp) => Ok(json_response(
-            &TimestampView::new(&name, timestamp),
-            StatusCode::OK,
-        )),
-        None => Err(ApiError::NotFound(raw_name)),
-    }
+    let timestamp = store
+        .get(&name)
+        .await?
+        .ok_or(ApiError::NotFound(raw_name))?;
+    Ok(json_response(
+        &TimestampView::new(&name, timestamp),
+        StatusCode::OK,
+    ))
 }
 
 /// Set a timestamp: to now without a body, or to the instant the JSON body gives.
 #[utoipa::path(
-    put,
-    path = "/v1/timestamps/{name}",
-    tag = "timestamps",
-    params(NameParam),
+    put, path = ITEM_ROUTE.0, params(NameParam), tag = "timestamps",
     request_body(
         content = SetRequest,
         content_type = "application/json",
-        description = "Optional, at most 1 KiB. No body (or an empty one) means now, on the server's clock.",
+        description = format!("Optional, at most {BODY_LIMIT} bytes. No body (or an empty one) means now, on the server's clock."),
     ),
     responses(
         (status = 201, description = "The name did not exist; the stored value.", body = TimestampView,
-            headers(("Location" = String, description = "`/v1/timestamps/{name}`"))),
+            headers(("Location" = String, description = "The path of the created timestamp."))),
         (status = 200, description = "A value was replaced; the stored value.", body = TimestampView),
-        (status = 400, description = "Bad name, JSON, field or range (`invalid-name`, `invalid-json`, `invalid-field`, `out-of-range`).", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The announced body did not arrive within 5 s (`request-timeout`).", body = Problem, content_type = "application/problem+json"),
-        (status = 411, description = "The body is chunked (`length-required`).", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 1 KiB (`payload-too-large`).", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json` (`unsupported-media-type`).", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis did not answer in time (`unavailable`).", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        (status = 400, description = "Bad name, JSON, field or range (`invalid-name`, `invalid-json`, `invalid-field`, `out-of-range`).", body = Problem, content_type = PROBLEM_CONTENT_TYPE),
+        (status = 408, description = format!("The announced body did not arrive within {} s (`request-timeout`).", BODY_READ_TIMEOUT.as_secs()), body = Problem, content_type = PROBLEM_CONTENT_TYPE),
+        (status = 411, description = "The body is chunked (`length-required`).", body = Problem, content_type = PROBLEM_CONTENT_TYPE),
+        (status = 413, description = format!("The body is over {BODY_LIMIT} bytes (`payload-too-large`)."), body = Problem, content_type = PROBLEM_CONTENT_TYPE),
+        (status = 415, description = "The body is not `application/json` (`unsupported-media-type`).", body = Problem, content_type = PROBLEM_CONTENT_TYPE),
+        StoreErrors,
     )
 )]
 pub async fn put_one<S, B>(
@@ -123,7 +115,7 @@ where
         SetOutcome::Created => {
             let mut response = json_response(&view, StatusCode::CREATED);
             // Names are drawn from an alphabet that is valid in a header and a path as is.
-            if let Ok(location) = HeaderValue::from_str(&format!("/v1/timestamps/{name}")) {
+            if let Ok(location) = HeaderValue::from_str(&format!("{}{name}", ITEM_ROUTE.prefix())) {
                 response.headers_mut().insert(header::LOCATION, location);
             }
             response
@@ -133,41 +125,27 @@ where
 
 /// Reset a timestamp: remove it. (To reset it to now, PUT without a body.)
 #[utoipa::path(
-    delete,
-    path = "/v1/timestamps/{name}",
-    tag = "timestamps",
-    params(NameParam),
+    delete, path = ITEM_ROUTE.0, params(NameParam), tag = "timestamps",
     responses(
         (status = 204, description = "The value was removed."),
-        (status = 400, description = "The name is not valid (`invalid-name`).", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "There was nothing to remove (`not-found`).", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis did not answer in time (`unavailable`).", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        ItemErrors,
     )
 )]
 pub async fn delete_one(raw_name: String, store: Store) -> Result<Response, ApiError> {
     let name = Name::parse(&raw_name)?;
-    if store.delete(&name).await? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::NotFound(raw_name))
+    if !store.delete(&name).await? {
+        return Err(ApiError::NotFound(raw_name));
     }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// List timestamps, a page at a time (Redis SCAN underneath).
 #[utoipa::path(
-    get,
-    path = "/v1/timestamps",
-    tag = "timestamps",
-    params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Largest page wanted; default 100."),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page, as is."),
-    ),
+    get, path = COLLECTION_ROUTE.0, params(ListParams), tag = "timestamps",
     responses(
         (status = 200, description = "One page; follow `next_cursor` until it is `null`.", body = ListView),
-        (status = 400, description = "Bad `limit` or `cursor`, or an unknown parameter (`invalid-query`).", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis did not answer in time (`unavailable`).", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+        (status = 400, description = "Bad `limit` or `cursor`, or an unknown parameter (`invalid-query`).", body = Problem, content_type = PROBLEM_CONTENT_TYPE),
+        StoreErrors,
     )
 )]
 pub async fn list(
@@ -230,20 +208,6 @@ fn parse_list_query(raw: &str, cursor_key: &CursorKey) -> Result<(usize, Cursor)
         limit.unwrap_or(DEFAULT_LIMIT),
         cursor.unwrap_or_else(Cursor::start),
     ))
-}
-
-/// The `{name}` path parameter.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Only its derived description is used, by the OpenAPI document.
-struct NameParam {
-    /// 1 to 128 characters of `[A-Za-z0-9._-]`, starting with a letter or digit.
-    #[param(
-        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
-        min_length = 1,
-        max_length = 128
-    )]
-    name: String,
 }
 
 #[cfg(test)]

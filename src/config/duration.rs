@@ -1,19 +1,16 @@
-//! Durations are written with a unit: `250ms`, `10s` or `2m` (`0` needs none).
+//! Durations are written as humantime reads them: `250ms`, `10s`, `2m` or `1m 30s` (`0` needs
+//! no unit). A bare number other than 0 is refused: `10` could mean seconds or milliseconds.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
 pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    let ms = value.as_millis();
-    if ms.is_multiple_of(1000) {
-        serializer.serialize_str(&format!("{}s", ms / 1000))
-    } else {
-        serializer.serialize_str(&format!("{ms}ms"))
-    }
+    serializer.collect_str(&humantime::format_duration(*value))
 }
 
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    // figment reads an environment value that looks like a number as one.
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -30,21 +27,7 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duratio
 }
 
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!("\"{text}\" is not a duration such as \"250ms\", \"10s\" or \"2m\"")
-    })?;
-    let ms = match unit {
-        "ms" => Some(number),
-        "s" => number.checked_mul(1000),
-        "m" => number.checked_mul(60_000),
-        "" if number == 0 => Some(0),
-        _ => return Err(format!("\"{text}\" has no unit; use ms, s or m")),
-    };
-    ms.map(Duration::from_millis)
-        .ok_or_else(|| format!("\"{text}\" is too long"))
+    humantime::parse_duration(text.trim()).map_err(|error| {
+        format!("\"{text}\" is not a duration such as \"250ms\", \"10s\" or \"2m\" ({error})")
+    })
 }

@@ -7,7 +7,4 @@ mod observed;
 mod routing;
 
 pub use observed::{AccessLog, Observed};
-pub use routing::{
-    Route, exact, fallback, get_or_head, get_route, json_response, method_not_allowed, respond,
-    segment_after,
-};
+pub use routing::{Methods, Route, fallback, get_route, json_response, respond, segment};

@@ -40,11 +40,23 @@ impl Route {
     }
 }
 
-/// Matches exactly `path`.
-pub fn exact(path: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+impl Route {
+    /// The part of the template before its first `{parameter}` (all of it if it has none).
+    pub const fn prefix(self) -> &'static str {
+        let bytes = self.0.as_bytes();
+        let mut end = 0;
+        while end < bytes.len() && bytes[end] != b'{' {
+            end += 1;
+        }
+        self.0.split_at(end).0
+    }
+}
+
+/// Matches exactly the route's path (a template without parameters).
+pub fn exact(route: Route) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::path::full()
         .and_then(move |full: FullPath| async move {
-            if full.as_str() == path {
+            if full.as_str() == route.0 {
                 Ok(())
             } else {
                 Err(warp::reject::not_found())
@@ -53,11 +65,10 @@ pub fn exact(path: &'static str) -> impl Filter<Extract = (), Error = Rejection>
         .untuple_one()
 }
 
-/// Matches `<prefix><segment>` where the segment holds no `/` (it may be empty: an empty name
-/// is a bad request, not another route), and extracts the segment as sent.
-pub fn segment_after(
-    prefix: &'static str,
-) -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
+/// Matches a route `<prefix>{parameter}` where the segment holds no `/` (it may be empty: an
+/// empty name is a bad request, not another route), and extracts the segment as sent.
+pub fn segment(route: Route) -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
+    let prefix = route.prefix();
     warp::path::full().and_then(move |full: FullPath| async move {
         match full.as_str().strip_prefix(prefix) {
             Some(segment) if !segment.contains('/') => Ok(segment.to_owned()),
@@ -66,41 +77,80 @@ pub fn segment_after(
     })
 }
 
-/// `GET` or `HEAD` (hyper leaves the body out of a HEAD answer).
-pub fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::get().or(warp::head()).unify()
+/// A route's answer to a request it matched.
+pub trait Branch:
+    Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static
+{
 }
 
-/// Answers any method with 405 and the `Allow` header; the last branch of a path.
-pub fn method_not_allowed(
-    allow: &'static str,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    warp::method().map(move |method: Method| {
-        ApiError::MethodNotAllowed {
-            method: method.to_string(),
-            allow,
+impl<F> Branch for F where
+    F: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static
+{
+}
+
+/// The methods one path answers, each a branch that also matches the path; built with
+/// `Methods::get` and `put`/`delete`, finished by `or_not_allowed`. The `Allow` header of the
+/// 405 lists exactly the methods added, so it cannot drift from the branches.
+pub struct Methods<F> {
+    allow: Vec<&'static str>,
+    branches: F,
+}
+
+impl Methods<()> {
+    /// `GET` and `HEAD` (hyper leaves the body out of a HEAD answer).
+    pub fn get(handler: impl Branch) -> Methods<impl Branch> {
+        // The method first: it is the cheaper test, so the path is matched once per request.
+        Methods {
+            allow: vec!["GET", "HEAD"],
+            branches: warp::get().or(warp::head()).unify().and(handler),
         }
-        .into_response()
-    })
+    }
 }
 
-/// A path served by `handler` for GET and HEAD, 405 for anything else, tagged with `route`.
-pub fn get_route<P, H>(
-    path: P,
-    route: Route,
-    handler: H,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
+impl<F: Branch> Methods<F> {
+    pub fn put(self, handler: impl Branch) -> Methods<impl Branch> {
+        self.or("PUT", warp::put().and(handler))
+    }
+
+    pub fn delete(self, handler: impl Branch) -> Methods<impl Branch> {
+        self.or("DELETE", warp::delete().and(handler))
+    }
+
+    fn or(mut self, method: &'static str, branch: impl Branch) -> Methods<impl Branch> {
+        self.allow.push(method);
+        Methods {
+            allow: self.allow,
+            branches: self.branches.or(branch).unify(),
+        }
+    }
+
+    /// The finished route: the methods, then 405 + `Allow` for any other method on `path`,
+    /// every answer tagged with `route`.
+    pub fn or_not_allowed<P>(self, route: Route, path: P) -> impl Branch
+    where
+        P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+    {
+        let allow = self.allow.join(", ");
+        let not_allowed = path.and(warp::method()).map(move |method: Method| {
+            ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                allow: allow.clone(),
+            }
+            .into_response()
+        });
+        self.branches
+            .or(not_allowed)
+            .unify()
+            .map(move |response| route.tag(response))
+    }
+}
+
+/// A path without parameters that `handler` serves for GET and HEAD; 405 for anything else.
+pub fn get_route<H>(route: Route, handler: H) -> impl Branch
 where
-    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
     H: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
-    path.and(
-        get_or_head()
-            .and(handler)
-            .or(method_not_allowed("GET, HEAD"))
-            .unify(),
-    )
-    .map(move |response| route.tag(response))
+    Methods::get(exact(route).and(handler)).or_not_allowed(route, exact(route))
 }
 
 /// The last branch of a listener: 404 for every path no route matched.

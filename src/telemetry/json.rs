@@ -8,7 +8,10 @@
 //! JSON fragment and copied.
 
 use std::fmt::{self, Write as _};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -195,21 +198,14 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Escaped<'_, W> {
 
 /// RFC 3339 in UTC with microseconds, like `2026-11-25T17:36:23.123456Z`.
 fn write_utc_now(out: &mut impl fmt::Write) -> fmt::Result {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let seconds = since_epoch.as_secs();
-    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
-    let (year, month, day) = crate::domain::civil_from_days(days);
-    let of_day = seconds % 86_400;
-    write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since_epoch.subsec_micros()
-    )
+    const FORMAT: &[BorrowedFormatItem<'_>] = format_description!(
+        version = 2,
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    let now = OffsetDateTime::now_utc()
+        .format(FORMAT)
+        .map_err(|_| fmt::Error)?;
+    out.write_str(&now)
 }
 
 #[cfg(test)]

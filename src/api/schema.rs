@@ -1,0 +1,192 @@
+//! The parts of the OpenAPI document that state a bound the code enforces: the name's pattern
+//! and length, the range of `epoch_ms`, the page size, and the error responses several
+//! operations share. utoipa's attributes take only literals for patterns and bounds, so these
+//! are built here from the constants the code checks against, and cannot drift from them.
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, SchemaFormat, Type};
+use utoipa::openapi::{
+    Components, Content, HeaderBuilder, Object, ObjectBuilder, Ref, RefOr, Required, Response,
+    ResponseBuilder,
+};
+use utoipa::{IntoParams, IntoResponses};
+
+use super::problem::{PROBLEM_CONTENT_TYPE, Problem};
+use super::timestamps::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::domain::{NAME_MAX_LEN, NAME_PATTERN, Timestamp};
+
+pub fn name() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "1 to {NAME_MAX_LEN} characters of `[A-Za-z0-9._-]`, starting with a letter or digit."
+        )))
+        .pattern(Some(NAME_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(NAME_MAX_LEN))
+        .build()
+}
+
+pub fn epoch_ms() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .description(Some("Milliseconds since the Unix epoch."))
+        .minimum(Some(Timestamp::MIN_EPOCH_MS))
+        .maximum(Some(Timestamp::MAX_EPOCH_MS))
+        .build()
+}
+
+/// The `{name}` path parameter.
+pub enum NameParam {}
+
+impl IntoParams for NameParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut schema = name();
+        vec![
+            ParameterBuilder::new()
+                .name("name")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(schema.description.take())
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
+}
+
+/// The query parameters of a listing.
+pub enum ListParams {}
+
+impl IntoParams for ListParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let query = |name, description: String, schema: Object| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        let limit = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT))
+            .build();
+        vec![
+            query(
+                "limit",
+                format!("Largest page wanted; default {DEFAULT_LIMIT}."),
+                limit,
+            ),
+            query(
+                "cursor",
+                "`next_cursor` of the previous page, as is.".to_owned(),
+                ObjectBuilder::new().schema_type(Type::String).build(),
+            ),
+        ]
+    }
+}
+
+/// A response whose body is a problem document.
+fn problem_response(description: impl Into<String>) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        PROBLEM_CONTENT_TYPE,
+        Content::new(Some(Ref::from_schema_name(
+            <Problem as utoipa::ToSchema>::name(),
+        ))),
+    )
+}
+
+/// The error responses several operations share: each is written once, under
+/// `components.responses`, and the operations refer to it.
+#[derive(Clone, Copy)]
+enum Shared {
+    InvalidName,
+    NotFound,
+    Unavailable,
+}
+
+impl Shared {
+    const ALL: [Self; 3] = [Self::InvalidName, Self::NotFound, Self::Unavailable];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::InvalidName => "InvalidName",
+            Self::NotFound => "NotFound",
+            Self::Unavailable => "Unavailable",
+        }
+    }
+
+    fn status(self) -> &'static str {
+        match self {
+            Self::InvalidName => "400",
+            Self::NotFound => "404",
+            Self::Unavailable => "503",
+        }
+    }
+
+    fn response(self) -> Response {
+        match self {
+            Self::InvalidName => problem_response("The name is not valid (`invalid-name`)."),
+            Self::NotFound => problem_response("No timestamp has this name (`not-found`)."),
+            Self::Unavailable => {
+                let seconds = ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+                    .minimum(Some(0));
+                problem_response("Redis did not answer in time (`unavailable`).").header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(seconds)
+                        .description(Some("Seconds to wait before retrying."))
+                        .build(),
+                )
+            }
+        }
+        .build()
+    }
+
+    fn references(shared: &[Self]) -> BTreeMap<String, RefOr<Response>> {
+        shared
+            .iter()
+            .map(|shared| {
+                let reference = Ref::from_response_name(shared.name());
+                (shared.status().to_owned(), reference.into())
+            })
+            .collect()
+    }
+}
+
+/// Adds the shared responses to the document's components.
+pub fn add_shared_responses(components: &mut Components) {
+    for shared in Shared::ALL {
+        let response = shared.response().into();
+        components
+            .responses
+            .insert(shared.name().to_owned(), response);
+    }
+}
+
+/// How reading or removing one timestamp fails: a bad name (400), no such timestamp (404),
+/// or Redis down or slow (503).
+pub enum ItemErrors {}
+
+impl IntoResponses for ItemErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        Shared::references(&Shared::ALL)
+    }
+}
+
+/// The failure every operation shares: Redis down or slow (503, with `Retry-After`).
+pub enum StoreErrors {}
+
+impl IntoResponses for StoreErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        Shared::references(&[Shared::Unavailable])
+    }
+}
