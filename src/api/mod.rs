@@ -6,6 +6,8 @@
 
 pub mod openapi;
 mod problem;
+#[cfg(test)]
+mod routing_tests;
 mod schema;
 mod set_request;
 mod timestamps;

@@ -4,7 +4,7 @@
 
 use redis::Commands;
 
-use crate::helpers::{RedisServer, TestApp, test_config};
+use crate::helpers::{RedisServer, TestApp};
 
 const ACL: &str = "\
 user default off
@@ -21,43 +21,48 @@ async fn the_documented_command_set_is_all_the_service_needs() {
     std::fs::write(&password_file, "app-password\n").unwrap();
     let redis = RedisServer::start_with(&["--aclfile", acl_file.to_str().unwrap()]);
 
-    let mut config = test_config(&redis.url());
-    config.redis.username = Some("app".into());
-    config.redis.password = Some(timestamp_api::Secret::new("app-password"));
-    let app = TestApp::spawn_with(config).await;
+    let app = TestApp::spawn(redis, |config| {
+        config.redis.username = Some("app".into());
+        config.redis.password = Some(timestamp_api::Secret::new("app-password"));
+    })
+    .await;
 
-    assert_eq!(app.put_empty("/v1/timestamps/a").await.status, 201);
+    assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
     assert_eq!(
-        app.put_json("/v1/timestamps/b", r#"{"epoch_ms": 7}"#)
+        app.api
+            .put_json("/v1/timestamps/b", r#"{"epoch_ms": 7}"#)
             .await
             .status,
         201
     );
     assert_eq!(
-        app.put_json("/v1/timestamps/b", r#"{"epoch_ms": 8}"#)
+        app.api
+            .put_json("/v1/timestamps/b", r#"{"epoch_ms": 8}"#)
             .await
             .status,
         200
     );
-    assert_eq!(app.get("/v1/timestamps/b").await.json()["epoch_ms"], 8);
-    let listed = app.get("/v1/timestamps?limit=1").await.json();
+    assert_eq!(app.api.get("/v1/timestamps/b").await.json()["epoch_ms"], 8);
+    let listed = app.api.get("/v1/timestamps?limit=1").await.json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     let cursor = listed["next_cursor"].as_str().unwrap();
     assert_eq!(
-        app.get(&format!("/v1/timestamps?cursor={cursor}"))
+        app.api
+            .get(&format!("/v1/timestamps?cursor={cursor}"))
             .await
             .status,
         200
     );
-    assert_eq!(app.delete("/v1/timestamps/a").await.status, 204);
-    app.get("/v1/timestamps/a")
+    assert_eq!(app.api.delete("/v1/timestamps/a").await.status, 204);
+    app.api
+        .get("/v1/timestamps/a")
         .await
         .assert_problem(404, "not-found");
 
     let admin = |user: &str, password: &str| {
         redis::Client::open(format!(
             "redis://{user}:{password}@127.0.0.1:{}/0",
-            redis.port()
+            app.redis.port()
         ))
         .and_then(|client| client.get_connection())
     };
@@ -77,7 +82,7 @@ async fn the_documented_command_set_is_all_the_service_needs() {
     assert_eq!(flush.unwrap_err().code(), Some("NOPERM"));
     let outside: redis::RedisResult<Option<String>> = as_app.get("other:key");
     assert_eq!(outside.unwrap_err().code(), Some("NOPERM"));
-    let mut anonymous = redis::Client::open(redis.url())
+    let mut anonymous = redis::Client::open(app.redis.url())
         .unwrap()
         .get_connection()
         .unwrap();

@@ -3,21 +3,19 @@
 
 use std::time::Duration;
 
-use crate::helpers::{RedisServer, TestApp, eventually};
+use crate::helpers::{eventually, spawn_app};
 
 #[tokio::test]
 async fn livez_never_depends_on_redis() {
-    let mut redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let mut app = spawn_app().await;
     assert_eq!(app.admin.get("/livez").await.json()["status"], "ok");
-    redis.stop();
+    app.redis.stop();
     assert_eq!(app.admin.get("/livez").await.status, 200);
 }
 
 #[tokio::test]
 async fn readyz_follows_redis() {
-    let mut redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let mut app = spawn_app().await;
     let ready = app.admin.get("/readyz").await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["status"], "ready");
@@ -30,7 +28,7 @@ async fn readyz_follows_redis() {
     let metrics = app.admin.get("/metrics").await.text();
     assert_eq!(gauge(&metrics).as_deref(), Some("timestamp_api_ready 1"));
 
-    redis.stop();
+    app.redis.stop();
     let not_ready = app.admin.get("/readyz").await;
     assert_eq!(not_ready.status, 503);
     assert_eq!(not_ready.header("content-type"), Some("application/json"));
@@ -41,7 +39,7 @@ async fn readyz_follows_redis() {
     let metrics = app.admin.get("/metrics").await.text();
     assert_eq!(gauge(&metrics).as_deref(), Some("timestamp_api_ready 0"));
 
-    redis.restart();
+    app.redis.restart();
     eventually(Duration::from_secs(2), || async {
         app.admin.get("/readyz").await.status == 200
     })
@@ -50,8 +48,7 @@ async fn readyz_follows_redis() {
 
 #[tokio::test]
 async fn version_reports_the_build() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let app = spawn_app().await;
     let body = app.admin.get("/version").await.json();
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
@@ -62,12 +59,13 @@ async fn version_reports_the_build() {
 
 #[tokio::test]
 async fn metrics_use_route_templates_and_count_redis_commands() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    app.put_empty("/v1/timestamps/secret-looking-name").await;
-    app.get("/v1/timestamps/secret-looking-name").await;
-    app.get("/v1/timestamps/absent").await;
-    app.get("/no/such/route").await;
+    let app = spawn_app().await;
+    app.api
+        .put_empty("/v1/timestamps/secret-looking-name")
+        .await;
+    app.api.get("/v1/timestamps/secret-looking-name").await;
+    app.api.get("/v1/timestamps/absent").await;
+    app.api.get("/no/such/route").await;
 
     let response = app.admin.get("/metrics").await;
     assert_eq!(response.status, 200);
@@ -103,11 +101,11 @@ async fn metrics_use_route_templates_and_count_redis_commands() {
 
 #[tokio::test]
 async fn redis_errors_are_counted_by_command() {
-    let mut redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    app.put_empty("/v1/timestamps/a").await;
-    redis.stop();
-    app.get("/v1/timestamps/a")
+    let mut app = spawn_app().await;
+    app.api.put_empty("/v1/timestamps/a").await;
+    app.redis.stop();
+    app.api
+        .get("/v1/timestamps/a")
         .await
         .assert_problem(503, "unavailable");
     let text = app.admin.get("/metrics").await.text();
@@ -122,10 +120,9 @@ async fn redis_errors_are_counted_by_command() {
 
 #[tokio::test]
 async fn each_listener_serves_only_its_own_routes() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let app = spawn_app().await;
     for path in ["/livez", "/readyz", "/metrics", "/version"] {
-        app.get(path).await.assert_problem(404, "no-route");
+        app.api.get(path).await.assert_problem(404, "no-route");
     }
     for path in ["/v1/timestamps", "/v1/timestamps/a", "/openapi.json"] {
         app.admin.get(path).await.assert_problem(404, "no-route");
@@ -140,9 +137,9 @@ async fn each_listener_serves_only_its_own_routes() {
 
 #[tokio::test]
 async fn request_ids_are_kept_when_well_formed_and_generated_otherwise() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let app = spawn_app().await;
     let kept = app
+        .api
         .send(
             hyper::Method::GET,
             "/v1/timestamps",
@@ -156,6 +153,7 @@ async fn request_ids_are_kept_when_well_formed_and_generated_otherwise() {
     for sent in [Some("bad id"), Some(too_long.as_str()), None] {
         let headers: Vec<(&str, &str)> = sent.iter().map(|id| ("x-request-id", *id)).collect();
         let response = app
+            .api
             .send(hyper::Method::GET, "/v1/timestamps/nope", &headers, None)
             .await;
         let id = response.header("x-request-id").unwrap();
@@ -163,7 +161,7 @@ async fn request_ids_are_kept_when_well_formed_and_generated_otherwise() {
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
     }
     // Errors and admin responses carry one too.
-    assert!(app.get("/nope").await.header("x-request-id").is_some());
+    assert!(app.api.get("/nope").await.header("x-request-id").is_some());
     assert!(
         app.admin
             .get("/livez")
@@ -175,9 +173,8 @@ async fn request_ids_are_kept_when_well_formed_and_generated_otherwise() {
 
 #[tokio::test]
 async fn the_served_openapi_document_is_the_committed_one() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    let response = app.get("/openapi.json").await;
+    let app = spawn_app().await;
+    let response = app.api.get("/openapi.json").await;
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("application/json"));
     let committed =

@@ -4,13 +4,12 @@
 use hyper::Method;
 use serde_json::Value;
 
-use crate::helpers::{RedisServer, TestApp};
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn every_documented_operation_answers_a_documented_status() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    let document = app.get("/openapi.json").await.json();
+    let app = spawn_app().await;
+    let document = app.api.get("/openapi.json").await.json();
     let paths = document["paths"].as_object().unwrap();
     assert!(paths.len() >= 3);
 
@@ -30,7 +29,7 @@ async fn every_documented_operation_answers_a_documented_status() {
                 } else {
                     &[]
                 };
-                let response = app.send(method.clone(), &path, headers, body).await;
+                let response = app.api.send(method.clone(), &path, headers, body).await;
                 let status = response.status.as_str().to_owned();
                 assert!(
                     documented.contains(&&status),
@@ -50,7 +49,7 @@ async fn every_documented_operation_answers_a_documented_status() {
     assert!(checked >= 10, "{checked}");
     // And the problem schema the document promises is what errors look like.
     let problem = &document["components"]["schemas"]["Problem"]["properties"];
-    let body = app.get("/v1/timestamps/-invalid").await.json();
+    let body = app.api.get("/v1/timestamps/-invalid").await.json();
     for field in body.as_object().unwrap().keys() {
         assert!(
             problem.get(field).is_some_and(Value::is_object),

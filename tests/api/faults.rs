@@ -3,24 +3,25 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{RedisServer, TestApp, TestResponse, eventually};
+use crate::helpers::{Client, RedisServer, TestApp, TestResponse, eventually, spawn_app};
 
-/// Every API operation that needs Redis, as (description, response) after it ran.
-async fn every_endpoint(app: &TestApp) -> Vec<(&'static str, TestResponse, Duration)> {
+/// Sends every API operation that needs Redis, one after another: what each was, its
+/// response, and how long the response took.
+async fn every_endpoint(api: Client) -> Vec<(&'static str, TestResponse, Duration)> {
     let mut results = Vec::new();
     for (what, response) in [
         (
             "GET item",
-            Box::pin(app.get("/v1/timestamps/a"))
+            Box::pin(api.get("/v1/timestamps/a"))
                 as std::pin::Pin<Box<dyn Future<Output = TestResponse>>>,
         ),
         (
             "PUT item",
-            Box::pin(app.put_json("/v1/timestamps/a", r#"{"epoch_ms": 1}"#)),
+            Box::pin(api.put_json("/v1/timestamps/a", r#"{"epoch_ms": 1}"#)),
         ),
-        ("PUT now", Box::pin(app.put_empty("/v1/timestamps/a"))),
-        ("DELETE item", Box::pin(app.delete("/v1/timestamps/a"))),
-        ("GET list", Box::pin(app.get("/v1/timestamps?limit=10"))),
+        ("PUT now", Box::pin(api.put_empty("/v1/timestamps/a"))),
+        ("DELETE item", Box::pin(api.delete("/v1/timestamps/a"))),
+        ("GET list", Box::pin(api.get("/v1/timestamps?limit=10"))),
     ] {
         let start = Instant::now();
         let response = response.await;
@@ -37,55 +38,53 @@ fn assert_all_unavailable_within_a_second(results: &[(&str, TestResponse, Durati
     }
 }
 
-async fn serves_again_within_two_seconds(app: &TestApp) {
+async fn serves_again_within_two_seconds(api: Client) {
     let took = eventually(Duration::from_secs(2), || async {
-        app.put_json("/v1/timestamps/back", r#"{"epoch_ms": 2}"#)
+        api.put_json("/v1/timestamps/back", r#"{"epoch_ms": 2}"#)
             .await
             .status
             .is_success()
     })
     .await;
     println!("serving again {took:?} after Redis came back");
-    assert_eq!(app.get("/v1/timestamps/back").await.status, 200);
+    assert_eq!(api.get("/v1/timestamps/back").await.status, 200);
 }
 
 #[tokio::test]
 async fn redis_stopped_mid_test_gives_503s_then_service_resumes() {
-    let mut redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    assert_eq!(app.put_empty("/v1/timestamps/a").await.status, 201);
+    let mut app = spawn_app().await;
+    assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
 
-    redis.stop();
-    assert_all_unavailable_within_a_second(&every_endpoint(&app).await);
+    app.redis.stop();
+    assert_all_unavailable_within_a_second(&every_endpoint(app.api).await);
     // Still 503s, not a wedged client, on a second round.
-    assert_all_unavailable_within_a_second(&every_endpoint(&app).await);
+    assert_all_unavailable_within_a_second(&every_endpoint(app.api).await);
 
-    redis.restart();
-    serves_again_within_two_seconds(&app).await;
+    app.redis.restart();
+    serves_again_within_two_seconds(app.api).await;
 }
 
 #[tokio::test]
 async fn a_stalled_redis_gives_503s_within_the_timeout() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    assert_eq!(app.put_empty("/v1/timestamps/a").await.status, 201);
+    let app = spawn_app().await;
+    assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
 
-    redis.pause();
-    let results = every_endpoint(&app).await;
-    redis.resume();
+    app.redis.pause();
+    let results = every_endpoint(app.api).await;
+    app.redis.resume();
 
     assert_all_unavailable_within_a_second(&results);
-    serves_again_within_two_seconds(&app).await;
+    serves_again_within_two_seconds(app.api).await;
 }
 
 #[tokio::test]
 async fn the_service_starts_while_redis_is_down() {
     let mut redis = RedisServer::start();
     redis.stop();
-    let app = TestApp::spawn(&redis).await;
+    let mut app = TestApp::spawn(redis, |_| {}).await;
 
-    assert_all_unavailable_within_a_second(&every_endpoint(&app).await);
+    assert_all_unavailable_within_a_second(&every_endpoint(app.api).await);
 
-    redis.restart();
-    serves_again_within_two_seconds(&app).await;
+    app.redis.restart();
+    serves_again_within_two_seconds(app.api).await;
 }

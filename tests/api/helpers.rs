@@ -1,6 +1,7 @@
-//! The test harness: a private `redis-server` per test (ephemeral port, temporary directory,
-//! stopped on drop), the service started in-process on port 0 against it, and a small HTTP
-//! client that can also send requests byte for byte.
+//! The test harness. `spawn_app()` starts a private `redis-server` (ephemeral port, temporary
+//! directory, stopped on drop) and the service in-process on port 0 against it; the `TestApp`
+//! it returns owns both. `ServiceProcess` runs the real binary instead. A `Client` talks to one
+//! listener, and can also send a request byte for byte.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,7 +16,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tempfile::TempDir;
 use timestamp_api::{App, Config};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The redis-server to run: `REDIS_SERVER_BIN`, or `redis-server` on PATH.
@@ -126,7 +126,8 @@ impl RedisServer {
     }
 
     fn launch(&mut self) -> bool {
-        let mut child = Command::new(redis_server_binary())
+        let binary = redis_server_binary();
+        let mut child = Command::new(&binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -135,7 +136,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawning redis-server");
+            .unwrap_or_else(|error| panic!("spawning {}: {error}", binary.display()));
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -194,40 +195,40 @@ fn answers_ping(port: u16) -> bool {
         && (line.starts_with('+') || line.starts_with('-'))
 }
 
-/// A configuration for tests: ephemeral ports, the given Redis.
-pub fn test_config(redis_url: &str) -> Config {
-    let mut config = Config {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ..Config::default()
-    };
-    config.redis.url = redis_url.to_owned();
-    config
-}
-
-/// The service, running in-process until dropped. Dereferences to a client of its API
-/// listener; `admin` is a client of its admin listener.
+/// The service, running in-process on ephemeral ports against a Redis of its own; dropping it
+/// aborts the server task, then stops the Redis.
 pub struct TestApp {
+    /// A client of the API listener.
     pub api: Client,
+    /// A client of the admin listener.
     pub admin: Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// The Redis the service uses: stop, pause or restart it, or look at what was stored.
+    pub redis: RedisServer,
+    server: JoinHandle<()>,
 }
 
-impl std::ops::Deref for TestApp {
-    type Target = Client;
+/// The service, configured as `TestApp::spawn` says, against a Redis of its own.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
 
-    fn deref(&self) -> &Client {
-        &self.api
-    }
+/// `spawn_app`, with `configure` changing the configuration before the service binds.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn(RedisServer::start(), configure).await
 }
 
 impl TestApp {
-    pub async fn spawn(redis: &RedisServer) -> Self {
-        Self::spawn_with(test_config(&redis.url())).await
-    }
-
-    pub async fn spawn_with(config: Config) -> Self {
+    /// The service against `redis` as the test prepared it (started with extra arguments, or
+    /// already stopped). Its configuration is the default one with both listeners on
+    /// 127.0.0.1 port 0 and `redis` as the store, then changed by `configure`.
+    pub async fn spawn(redis: RedisServer, configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        };
+        config.redis.url = redis.url();
+        configure(&mut config);
         let app = App::bind(&config).await.expect("binding the service");
         let (api, admin) = (
             Client {
@@ -237,27 +238,20 @@ impl TestApp {
                 addr: app.admin_addr(),
             },
         );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run(async {
-            let _ = stopped.await;
-        }));
+        // Graceful shutdown is the binary's to show (process.rs): here the drop aborts the task.
+        let server = tokio::spawn(app.run(std::future::pending()));
         Self {
             api,
             admin,
-            stop: Some(stop),
-            task: Some(task),
+            redis,
+            server,
         }
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.server.abort();
     }
 }
 

@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use redis::Commands;
 use serde_json::Value;
 
-use crate::helpers::{RedisServer, TestApp};
+use crate::helpers::{Client, RedisServer, spawn_app};
 
 /// Follows `next_cursor` to the end; checks every page's size; returns the names seen.
-async fn walk(app: &TestApp, limit: usize) -> (BTreeSet<String>, usize) {
+async fn walk(api: Client, limit: usize) -> (BTreeSet<String>, usize) {
     let mut seen = BTreeSet::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
@@ -17,7 +17,7 @@ async fn walk(app: &TestApp, limit: usize) -> (BTreeSet<String>, usize) {
             Some(cursor) => format!("/v1/timestamps?limit={limit}&cursor={cursor}"),
             None => format!("/v1/timestamps?limit={limit}"),
         };
-        let response = app.get(&path).await;
+        let response = api.get(&path).await;
         assert_eq!(response.status, 200, "{:?}", response.body);
         let body = response.json();
         let items = body["items"].as_array().unwrap();
@@ -61,19 +61,17 @@ fn seed(redis: &RedisServer, count: i64) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn an_empty_store_lists_nothing() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    let body = app.get("/v1/timestamps").await.json();
+    let app = spawn_app().await;
+    let body = app.api.get("/v1/timestamps").await.json();
     assert_eq!(body, serde_json::json!({"items": [], "next_cursor": null}));
 }
 
 #[tokio::test]
 async fn pages_cover_every_name_across_more_than_one_page() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    let expected = seed(&redis, 250);
+    let app = spawn_app().await;
+    let expected = seed(&app.redis, 250);
 
-    let (seen, pages) = walk(&app, 100).await;
+    let (seen, pages) = walk(app.api, 100).await;
 
     assert_eq!(seen, expected);
     assert!(pages >= 3, "{pages} pages");
@@ -81,36 +79,33 @@ async fn pages_cover_every_name_across_more_than_one_page() {
 
 #[tokio::test]
 async fn the_default_page_is_at_most_100() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    seed(&redis, 150);
-    let body = app.get("/v1/timestamps").await.json();
+    let app = spawn_app().await;
+    seed(&app.redis, 150);
+    let body = app.api.get("/v1/timestamps").await.json();
     assert!(body["items"].as_array().unwrap().len() <= 100);
     assert!(body["next_cursor"].is_string());
 }
 
 #[tokio::test]
 async fn tiny_pages_never_lose_names_scan_returned_early() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    let expected = seed(&redis, 60);
+    let app = spawn_app().await;
+    let expected = seed(&app.redis, 60);
     for limit in [1, 3, 7] {
-        let (seen, _) = walk(&app, limit).await;
+        let (seen, _) = walk(app.api, limit).await;
         assert_eq!(seen, expected, "limit {limit}");
     }
 }
 
 #[tokio::test]
 async fn keys_outside_the_prefix_or_not_names_are_not_listed() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    let expected = seed(&redis, 5);
-    let mut direct = redis.client();
+    let app = spawn_app().await;
+    let expected = seed(&app.redis, 5);
+    let mut direct = app.redis.client();
     let () = direct.set("other:item-99", 1).unwrap();
     let () = direct.set("ts:not a name", 1).unwrap();
     let () = direct.set("ts:item-98", "garbled").unwrap();
 
-    let (seen, _) = walk(&app, 2).await;
+    let (seen, _) = walk(app.api, 2).await;
 
     assert_eq!(seen, expected);
 }

@@ -1,20 +1,18 @@
 //! The happy paths of every endpoint, and what ends up in Redis.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use redis::Commands;
 use serde_json::json;
 
-use crate::helpers::{RedisServer, TestApp, test_config};
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn put_without_a_body_sets_now_and_answers_201_with_location() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let app = spawn_app().await;
     let before = now_ms();
 
-    let response = app.put_empty("/v1/timestamps/deploy").await;
+    let response = app.api.put_empty("/v1/timestamps/deploy").await;
 
     assert_eq!(response.status, 201);
     assert_eq!(response.header("location"), Some("/v1/timestamps/deploy"));
@@ -30,9 +28,9 @@ async fn put_without_a_body_sets_now_and_answers_201_with_location() {
 
 #[tokio::test]
 async fn put_with_an_empty_body_also_means_now() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let app = spawn_app().await;
     let response = app
+        .api
         .send(
             hyper::Method::PUT,
             "/v1/timestamps/empty",
@@ -46,9 +44,9 @@ async fn put_with_an_empty_body_also_means_now() {
 
 #[tokio::test]
 async fn put_normalises_a_timestamp_to_utc_milliseconds() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let app = spawn_app().await;
     let response = app
+        .api
         .put_json(
             "/v1/timestamps/release",
             r#"{"timestamp": "2026-11-25T18:36:23.123456+01:00"}"#,
@@ -63,13 +61,14 @@ async fn put_normalises_a_timestamp_to_utc_milliseconds() {
 
 #[tokio::test]
 async fn put_accepts_epoch_milliseconds_and_the_range_ends() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let app = spawn_app().await;
     let low = app
+        .api
         .put_json("/v1/timestamps/low", r#"{"epoch_ms": 0}"#)
         .await;
     assert_eq!(low.json()["timestamp"], "1970-01-01T00:00:00.000Z");
     let high = app
+        .api
         .put_json(
             "/v1/timestamps/high",
             r#"{"timestamp": "9999-12-31T23:59:59.999Z"}"#,
@@ -80,33 +79,37 @@ async fn put_accepts_epoch_milliseconds_and_the_range_ends() {
 
 #[tokio::test]
 async fn a_second_put_replaces_and_answers_200() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
+    let app = spawn_app().await;
     assert_eq!(
-        app.put_json("/v1/timestamps/x", r#"{"epoch_ms": 1000}"#)
+        app.api
+            .put_json("/v1/timestamps/x", r#"{"epoch_ms": 1000}"#)
             .await
             .status,
         201
     );
 
     let replaced = app
+        .api
         .put_json("/v1/timestamps/x", r#"{"epoch_ms": 2000}"#)
         .await;
 
     assert_eq!(replaced.status, 200);
     assert_eq!(replaced.header("location"), None);
     assert_eq!(replaced.json()["epoch_ms"], 2000);
-    assert_eq!(app.get("/v1/timestamps/x").await.json()["epoch_ms"], 2000);
+    assert_eq!(
+        app.api.get("/v1/timestamps/x").await.json()["epoch_ms"],
+        2000
+    );
 }
 
 #[tokio::test]
 async fn get_returns_the_stored_value() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    app.put_json("/v1/timestamps/deploy", r#"{"epoch_ms": 1795628183123}"#)
+    let app = spawn_app().await;
+    app.api
+        .put_json("/v1/timestamps/deploy", r#"{"epoch_ms": 1795628183123}"#)
         .await;
 
-    let response = app.get("/v1/timestamps/deploy").await;
+    let response = app.api.get("/v1/timestamps/deploy").await;
 
     assert_eq!(response.status, 200);
     assert_eq!(
@@ -117,17 +120,19 @@ async fn get_returns_the_stored_value() {
 
 #[tokio::test]
 async fn head_answers_like_get_without_a_body() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    app.put_json("/v1/timestamps/deploy", r#"{"epoch_ms": 1}"#)
+    let app = spawn_app().await;
+    app.api
+        .put_json("/v1/timestamps/deploy", r#"{"epoch_ms": 1}"#)
         .await;
     let response = app
+        .api
         .send(hyper::Method::HEAD, "/v1/timestamps/deploy", &[], None)
         .await;
     assert_eq!(response.status, 200);
     assert!(response.body.is_empty());
     assert_eq!(
-        app.send(hyper::Method::HEAD, "/v1/timestamps/absent", &[], None)
+        app.api
+            .send(hyper::Method::HEAD, "/v1/timestamps/absent", &[], None)
             .await
             .status,
         404
@@ -136,38 +141,37 @@ async fn head_answers_like_get_without_a_body() {
 
 #[tokio::test]
 async fn delete_resets_a_timestamp() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&redis).await;
-    app.put_empty("/v1/timestamps/deploy").await;
+    let app = spawn_app().await;
+    app.api.put_empty("/v1/timestamps/deploy").await;
 
-    let deleted = app.delete("/v1/timestamps/deploy").await;
+    let deleted = app.api.delete("/v1/timestamps/deploy").await;
     assert_eq!(deleted.status, 204);
     assert!(deleted.body.is_empty());
 
-    app.get("/v1/timestamps/deploy")
+    app.api
+        .get("/v1/timestamps/deploy")
         .await
         .assert_problem(404, "not-found");
-    app.delete("/v1/timestamps/deploy")
+    app.api
+        .delete("/v1/timestamps/deploy")
         .await
         .assert_problem(404, "not-found");
     // "Reset to now" is a PUT without a body: the name exists again.
-    assert_eq!(app.put_empty("/v1/timestamps/deploy").await.status, 201);
+    assert_eq!(app.api.put_empty("/v1/timestamps/deploy").await.status, 201);
 }
 
 #[tokio::test]
 async fn values_are_integer_epoch_milliseconds_under_the_prefix() {
-    let redis = RedisServer::start();
-    let mut config = test_config(&redis.url());
-    config.redis.key_prefix = "team-a:ts:".into();
-    let app = TestApp::spawn_with(config).await;
+    let app = spawn_app_with(|config| config.redis.key_prefix = "team-a:ts:".into()).await;
 
-    app.put_json(
-        "/v1/timestamps/deploy",
-        r#"{"timestamp": "2026-11-25T17:36:23.123Z"}"#,
-    )
-    .await;
+    app.api
+        .put_json(
+            "/v1/timestamps/deploy",
+            r#"{"timestamp": "2026-11-25T17:36:23.123Z"}"#,
+        )
+        .await;
 
-    let mut direct = redis.client();
+    let mut direct = app.redis.client();
     let stored: String = direct.get("team-a:ts:deploy").unwrap();
     assert_eq!(stored, "1795628183123");
     let keys: Vec<String> = direct.keys("*").unwrap();
@@ -175,22 +179,21 @@ async fn values_are_integer_epoch_milliseconds_under_the_prefix() {
     // And a value written by any other client is read back.
     let () = direct.set("team-a:ts:written-elsewhere", 0).unwrap();
     assert_eq!(
-        app.get("/v1/timestamps/written-elsewhere").await.json()["epoch_ms"],
+        app.api.get("/v1/timestamps/written-elsewhere").await.json()["epoch_ms"],
         0
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_puts_create_exactly_once() {
-    let redis = RedisServer::start();
-    let app = Arc::new(TestApp::spawn(&redis).await);
+    let app = spawn_app().await;
     for round in 0..5 {
         let path = format!("/v1/timestamps/race-{round}");
         let tasks: Vec<_> = (0..32)
             .map(|_| {
-                let (app, path) = (app.clone(), path.clone());
+                let (api, path) = (app.api, path.clone());
                 tokio::spawn(async move {
-                    app.put_json(&path, r#"{"epoch_ms": 5}"#)
+                    api.put_json(&path, r#"{"epoch_ms": 5}"#)
                         .await
                         .status
                         .as_u16()
