@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -26,6 +27,21 @@ const REDIS_BUCKETS: &[f64] = &[
 ];
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Registers `metric` and returns it.
+///
+/// The names, help texts and label sets in this file are fixed and distinct, so creating and
+/// registering a metric cannot fail; a failure would be a bug that the first test catches.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
 
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
@@ -50,131 +66,87 @@ struct Inner {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
+        let histograms = |name, help, buckets: &[f64], labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+            registered(&registry, HistogramVec::new(opts, labels))
+        };
+        let counters = |name, help, labels: &[&str]| {
+            registered(&registry, IntCounterVec::new(Opts::new(name, help), labels))
+        };
+        let gauges = |name, help, labels: &[&str]| {
+            registered(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
+        };
+        let counter = |name, help| registered(&registry, IntCounter::new(name, help));
+
+        let inner = Inner {
+            ready: registered(
+                &registry,
+                IntGauge::new(
+                    "timestamp_api_ready",
+                    "1 if the last readiness check (GET /readyz) passed, else 0.",
+                ),
+            ),
+            http_requests: counters(
                 "http_requests_total",
                 "HTTP requests answered, by method, route template and status.",
+                &["method", "route", "status"],
             ),
-            &["method", "route", "status"],
-        );
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
+            http_duration: histograms(
                 "http_request_duration_seconds",
                 "Time from receiving an HTTP request to its response, by method and route template.",
-            )
-            .buckets(HTTP_BUCKETS.to_vec()),
-            &["method", "route"],
-        );
-        let redis_duration = HistogramVec::new(
-            HistogramOpts::new(
+                HTTP_BUCKETS,
+                &["method", "route"],
+            ),
+            redis_duration: histograms(
                 "timestamp_api_redis_command_duration_seconds",
                 "Time for a Redis command to complete, by command, failures included.",
-            )
-            .buckets(REDIS_BUCKETS.to_vec()),
-            &["command"],
-        );
-        let redis_errors = IntCounterVec::new(
-            Opts::new(
+                REDIS_BUCKETS,
+                &["command"],
+            ),
+            redis_errors: counters(
                 "timestamp_api_redis_command_errors_total",
                 "Redis commands that failed or did not complete in time, by command.",
+                &["command"],
             ),
-            &["command"],
-        );
-        let ready = IntGauge::new(
-            "timestamp_api_ready",
-            "1 if the last readiness check (GET /readyz) passed, else 0.",
-        );
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "timestamp_api_build_info",
-                "Always 1; labels carry the version and git revision.",
-            ),
-            &["version", "git_sha"],
-        );
-        let connections_open = IntGaugeVec::new(
-            Opts::new(
+            connections_open: gauges(
                 "timestamp_api_connections_open",
                 "Client connections open, by listener.",
+                &["listener"],
             ),
-            &["listener"],
-        );
-        let connections_refused = IntCounterVec::new(
-            Opts::new(
+            connections_refused: counters(
                 "timestamp_api_connections_refused_total",
                 "Connections refused because the listener had max_connections open, by listener.",
+                &["listener"],
             ),
-            &["listener"],
-        );
-        let connections_timed_out = IntCounterVec::new(
-            Opts::new(
+            connections_timed_out: counters(
                 "timestamp_api_connections_timed_out_total",
                 "Connections closed by a timeout: write (a response write made no progress for \
                  write_timeout) or idle (no complete request head within idle_timeout).",
+                &["listener", "timeout"],
             ),
-            &["listener", "timeout"],
-        );
-        let panics = IntCounter::new(
-            "timestamp_api_panics_total",
-            "Panics in the process; each is a bug, logged as a panic event with its request id.",
-        );
-        let log_lines_dropped = IntCounter::new(
-            "timestamp_api_log_lines_dropped_total",
-            "Log lines dropped because the log sink (stdout) did not keep up.",
-        );
-        // The names, help texts and label sets above are fixed and distinct, so creating and
-        // registering them cannot fail; a failure would be a bug caught by the first test.
-        let (ready, http_requests, http_duration, redis_duration, redis_errors, build_info) = (
-            ready.expect("valid metric"),
-            http_requests.expect("valid metric"),
-            http_duration.expect("valid metric"),
-            redis_duration.expect("valid metric"),
-            redis_errors.expect("valid metric"),
-            build_info.expect("valid metric"),
-        );
-        let (connections_open, connections_refused, connections_timed_out) = (
-            connections_open.expect("valid metric"),
-            connections_refused.expect("valid metric"),
-            connections_timed_out.expect("valid metric"),
-        );
-        let (panics, log_lines_dropped) = (
-            panics.expect("valid metric"),
-            log_lines_dropped.expect("valid metric"),
-        );
-        build_info
-            .with_label_values(&[version::VERSION, version::GIT_SHA])
-            .set(1);
-        for collector in [
-            Box::new(ready.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(http_requests.clone()),
-            Box::new(http_duration.clone()),
-            Box::new(redis_duration.clone()),
-            Box::new(redis_errors.clone()),
-            Box::new(connections_open.clone()),
-            Box::new(connections_refused.clone()),
-            Box::new(connections_timed_out.clone()),
-            Box::new(panics.clone()),
-            Box::new(log_lines_dropped.clone()),
-            Box::new(build_info),
-            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
-        ] {
-            registry
-                .register(collector)
-                .expect("metric registered once");
-        }
-        Self(Arc::new(Inner {
-            registry,
-            ready,
-            http_requests,
-            http_duration,
-            redis_duration,
-            redis_errors,
-            connections_open,
-            connections_refused,
-            connections_timed_out,
-            panics,
-            log_lines_dropped,
+            panics: counter(
+                "timestamp_api_panics_total",
+                "Panics in the process; each is a bug, logged as a panic event with its request id.",
+            ),
+            log_lines_dropped: counter(
+                "timestamp_api_log_lines_dropped_total",
+                "Log lines dropped because the log sink (stdout) did not keep up.",
+            ),
             catching_up: Mutex::new(()),
-        }))
+            registry: registry.clone(),
+        };
+        gauges(
+            "timestamp_api_build_info",
+            "Always 1; labels carry the version and git revision.",
+            &["version", "git_sha"],
+        )
+        .with_label_values(&[version::VERSION, version::GIT_SHA])
+        .set(1);
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        registry
+            .register(Box::new(process))
+            .expect("metric registered once");
+        Self(Arc::new(inner))
     }
 
     /// The connection metrics of one listener (`api` or `admin`), resolved once.

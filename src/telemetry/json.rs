@@ -210,45 +210,25 @@ fn write_utc_now(out: &mut impl fmt::Write) -> fmt::Result {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
+    use std::io::{self, Read, Seek, SeekFrom};
+    use std::sync::Arc;
 
     use serde_json::Value;
-    use tracing_subscriber::fmt::MakeWriter;
 
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Capture {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Self;
-
-        fn make_writer(&'a self) -> Self {
-            self.clone()
-        }
-    }
-
     fn capture(emit: impl FnOnce()) -> Vec<Value> {
-        let sink = Capture::default();
+        // tracing-subscriber writes to an `Arc<File>` as it is: no writer type of our own.
+        let sink = Arc::new(tempfile::tempfile().unwrap());
         let subscriber = tracing_subscriber::fmt()
             .fmt_fields(JsonFields)
             .event_format(JsonLines)
             .with_writer(sink.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, emit);
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let mut text = String::new();
+        (&*sink).seek(SeekFrom::Start(0)).unwrap();
+        (&*sink).read_to_string(&mut text).unwrap();
         text.lines()
             .map(|line| {
                 serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}"))

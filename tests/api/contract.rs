@@ -1,5 +1,6 @@
 //! The OpenAPI document against the running service: every documented operation is routed,
-//! and what it answers is one of the statuses the document lists for it.
+//! and what it answers is one of the statuses the document lists for it (shared responses are
+//! `$ref`s into `components.responses`, resolved here).
 
 use hyper::Method;
 use serde_json::Value;
@@ -13,6 +14,7 @@ async fn every_documented_operation_answers_a_documented_status() {
     let paths = document["paths"].as_object().unwrap();
     assert!(paths.len() >= 3);
 
+    assert_every_reference_resolves(&document, &document);
     let mut checked = 0;
     for (template, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
@@ -36,7 +38,8 @@ async fn every_documented_operation_answers_a_documented_status() {
                     "{method} {path} answered {status}; documented: {documented:?}"
                 );
                 if response.status.is_client_error() || response.status.is_server_error() {
-                    let schema = &operation["responses"][status.as_str()]["content"]["application/problem+json"];
+                    let response = resolve(&document, &operation["responses"][status.as_str()]);
+                    let schema = &response["content"]["application/problem+json"];
                     assert!(
                         schema.is_object(),
                         "{method} {path}: {status} is not documented as a problem"
@@ -55,5 +58,35 @@ async fn every_documented_operation_answers_a_documented_status() {
             problem.get(field).is_some_and(Value::is_object),
             "{field} not in the Problem schema"
         );
+    }
+}
+
+/// `value`, or what it refers to if it is a `{"$ref": "#/..."}` within the document.
+fn resolve<'a>(document: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str() {
+        Some(reference) => {
+            let pointer = reference.strip_prefix('#').unwrap_or(reference);
+            document
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("{reference} does not resolve"))
+        }
+        None => value,
+    }
+}
+
+fn assert_every_reference_resolves(document: &Value, value: &Value) {
+    match value {
+        Value::Object(fields) => {
+            resolve(document, value);
+            for field in fields.values() {
+                assert_every_reference_resolves(document, field);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                assert_every_reference_resolves(document, item);
+            }
+        }
+        _ => {}
     }
 }
