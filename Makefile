@@ -4,7 +4,7 @@
 -include .env
 export
 
-.PHONY: up test lint openapi bench secrets e2e
+.PHONY: up test test-matrix lint openapi bench secrets e2e
 
 # Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C stops
 # both. Needs cargo; installs redis-server if it is missing (scripts/ensure-tools).
@@ -17,6 +17,13 @@ up:
 test:
 	scripts/ensure-tools redis-server
 	cargo test --locked
+
+# The integration tests again, once against Redis 8.0 and once against Valkey 8.1: Debian 13's
+# packages, downloaded once into ~/.cache/timestamp-api/redis-matrix and run from there
+# (scripts/redis-matrix; docs/architecture.md, "Supported Redis servers"). Needs cargo, apt-get
+# and, the first time, the Debian archive.
+test-matrix:
+	scripts/redis-matrix cargo test --locked --test api
 
 # Every linter CI runs (.ci/lint): rustfmt, clippy, shellcheck, yamllint, actionlint, promtool.
 lint:
