@@ -51,7 +51,7 @@ pub fn routes(
     )
     .put(
         item.clone()
-            .and(warp::header::headers_cloned())
+            .and(set_request::body_headers())
             .and(warp::body::stream())
             .and(store.clone())
             .then(timestamps::put_one)

@@ -5,8 +5,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::convert::Infallible;
 use utoipa::ToSchema;
-use warp::http::{HeaderMap, header};
+
+use warp::Filter;
+use warp::http::HeaderValue;
 
 use super::problem::ApiError;
 use crate::domain::Timestamp;
@@ -83,20 +86,50 @@ fn epoch_ms(raw: &str) -> Result<i64, ApiError> {
     }))
 }
 
+/// The headers that say how a PUT's body is framed and what it holds: all a PUT reads of the
+/// request head.
+pub struct BodyHeaders {
+    transfer_encoding: Option<HeaderValue>,
+    content_length: Option<HeaderValue>,
+    content_type: Option<HeaderValue>,
+}
+
+pub fn body_headers() -> impl Filter<Extract = (BodyHeaders,), Error = Infallible> + Clone {
+    optional("transfer-encoding")
+        .and(optional("content-length"))
+        .and(optional("content-type"))
+        .map(
+            |transfer_encoding, content_length, content_type| BodyHeaders {
+                transfer_encoding,
+                content_length,
+                content_type,
+            },
+        )
+}
+
+fn optional(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<HeaderValue>,), Error = Infallible> + Clone {
+    warp::header::value(name)
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
 /// The instant a PUT asks for, checked in the order that costs least: the framing
 /// (`Transfer-Encoding`, `Content-Length`), the media type, then the body itself. No body
 /// (neither header, as `curl -X PUT` sends, or a `Content-Length` of 0) means now.
-pub async fn requested_timestamp<S, B>(headers: &HeaderMap, body: S) -> Result<Timestamp, ApiError>
+pub async fn requested_timestamp<S, B>(headers: BodyHeaders, body: S) -> Result<Timestamp, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if headers.transfer_encoding.is_some() {
         return Err(ApiError::LengthRequired);
     }
     // hyper has already refused a malformed Content-Length with its own 400.
     let length = headers
-        .get(header::CONTENT_LENGTH)
+        .content_length
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
         .unwrap_or(0);
     if length == 0 {
@@ -105,13 +138,13 @@ where
     if length > BODY_LIMIT {
         return Err(ApiError::PayloadTooLarge);
     }
-    check_media_type(headers)?;
+    check_media_type(headers.content_type)?;
     parse(&read(body).await?)
 }
 
-fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
+fn check_media_type(content_type: Option<HeaderValue>) -> Result<(), ApiError> {
+    let is_json = content_type
+        .as_ref()
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
         .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"));
@@ -156,8 +189,6 @@ fn parse(body: &[u8]) -> Result<Timestamp, ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use warp::http::HeaderValue;
-
     use super::*;
 
     fn parse(body: &str) -> Result<i64, String> {
@@ -257,20 +288,17 @@ mod tests {
 
     #[test]
     fn only_json_bodies_are_accepted() {
-        let mut headers = HeaderMap::new();
-        assert!(matches!(
-            check_media_type(&headers),
-            Err(ApiError::UnsupportedMediaType)
-        ));
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        assert!(matches!(
-            check_media_type(&headers),
-            Err(ApiError::UnsupportedMediaType)
-        ));
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("Application/JSON; charset=utf-8"),
-        );
-        assert!(check_media_type(&headers).is_ok());
+        for refused in [None, Some("text/plain"), Some("application/jsonx")] {
+            assert!(
+                matches!(
+                    check_media_type(refused.map(HeaderValue::from_static)),
+                    Err(ApiError::UnsupportedMediaType)
+                ),
+                "{refused:?}"
+            );
+        }
+        for accepted in ["application/json", "Application/JSON; charset=utf-8"] {
+            assert!(check_media_type(Some(HeaderValue::from_static(accepted))).is_ok());
+        }
     }
 }

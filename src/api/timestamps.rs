@@ -9,12 +9,14 @@ use bytes::Buf;
 use futures_util::Stream;
 use serde::Serialize;
 use utoipa::ToSchema;
-use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use super::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem};
 use super::schema::{self, ItemErrors, ListParams, NameParam, StoreErrors};
-use super::set_request::{BODY_LIMIT, BODY_READ_TIMEOUT, SetRequest, requested_timestamp};
+use super::set_request::{
+    BODY_LIMIT, BODY_READ_TIMEOUT, BodyHeaders, SetRequest, requested_timestamp,
+};
 use super::{COLLECTION_ROUTE, ITEM_ROUTE};
 use crate::cursor::{Cursor, CursorKey};
 use crate::domain::{Name, Timestamp};
@@ -99,7 +101,7 @@ pub async fn get_one(raw_name: String, store: Store) -> Result<Response, ApiErro
 )]
 pub async fn put_one<S, B>(
     raw_name: String,
-    headers: HeaderMap,
+    headers: BodyHeaders,
     body: S,
     store: Store,
 ) -> Result<Response, ApiError>
@@ -108,7 +110,7 @@ where
     B: Buf,
 {
     let name = Name::parse(&raw_name)?;
-    let timestamp = requested_timestamp(&headers, body).await?;
+    let timestamp = requested_timestamp(headers, body).await?;
     let view = TimestampView::new(&name, timestamp);
     Ok(match store.set(&name, timestamp).await? {
         SetOutcome::Replaced => json_response(&view, StatusCode::OK),
