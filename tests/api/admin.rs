@@ -1,9 +1,7 @@
 //! The admin listener (probes, metrics, version), what each listener refuses to serve, and the
 //! request id every response carries.
 
-use std::time::Duration;
-
-use crate::helpers::{eventually, spawn_app};
+use crate::helpers::{eventually, reconnects_within, spawn_app};
 
 #[tokio::test]
 async fn livez_never_depends_on_redis() {
@@ -40,7 +38,7 @@ async fn readyz_follows_redis() {
     assert_eq!(gauge(&metrics).as_deref(), Some("timestamp_api_ready 0"));
 
     app.redis.restart();
-    eventually(Duration::from_secs(2), || async {
+    eventually(reconnects_within(), || async {
         app.admin.get("/readyz").await.status == 200
     })
     .await;

@@ -3,7 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Client, RedisServer, TestApp, TestResponse, eventually, spawn_app};
+use timestamp_api::Config;
+
+use crate::helpers::{
+    Client, RedisServer, TestApp, TestResponse, eventually, reconnects_within, slack, spawn_app,
+};
 
 /// Sends every API operation that needs Redis, one after another: what each was, its
 /// response, and how long the response took.
@@ -30,16 +34,18 @@ async fn every_endpoint(api: Client) -> Vec<(&'static str, TestResponse, Duratio
     results
 }
 
-fn assert_all_unavailable_within_a_second(results: &[(&str, TestResponse, Duration)]) {
+/// Each a 503 within the default `redis.command_timeout`, which the harness keeps.
+fn assert_all_unavailable_within_the_command_timeout(results: &[(&str, TestResponse, Duration)]) {
+    let bound = Config::default().redis.command_timeout + slack();
     for (what, response, took) in results {
         response.assert_problem(503, "unavailable");
         assert_eq!(response.header("retry-after"), Some("1"), "{what}");
-        assert!(*took < Duration::from_secs(1), "{what} took {took:?}");
+        assert!(*took < bound, "{what} took {took:?}");
     }
 }
 
-async fn serves_again_within_two_seconds(api: Client) {
-    let took = eventually(Duration::from_secs(2), || async {
+async fn serves_again_soon(api: Client) {
+    let took = eventually(reconnects_within(), || async {
         api.put_json("/v1/timestamps/back", r#"{"epoch_ms": 2}"#)
             .await
             .status
@@ -56,12 +62,12 @@ async fn redis_stopped_mid_test_gives_503s_then_service_resumes() {
     assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
 
     app.redis.stop();
-    assert_all_unavailable_within_a_second(&every_endpoint(app.api).await);
+    assert_all_unavailable_within_the_command_timeout(&every_endpoint(app.api).await);
     // Still 503s, not a wedged client, on a second round.
-    assert_all_unavailable_within_a_second(&every_endpoint(app.api).await);
+    assert_all_unavailable_within_the_command_timeout(&every_endpoint(app.api).await);
 
     app.redis.restart();
-    serves_again_within_two_seconds(app.api).await;
+    serves_again_soon(app.api).await;
 }
 
 #[tokio::test]
@@ -73,8 +79,8 @@ async fn a_stalled_redis_gives_503s_within_the_timeout() {
     let results = every_endpoint(app.api).await;
     app.redis.resume();
 
-    assert_all_unavailable_within_a_second(&results);
-    serves_again_within_two_seconds(app.api).await;
+    assert_all_unavailable_within_the_command_timeout(&results);
+    serves_again_soon(app.api).await;
 }
 
 #[tokio::test]
@@ -83,8 +89,8 @@ async fn the_service_starts_while_redis_is_down() {
     redis.stop();
     let mut app = TestApp::spawn(redis, |_| {}).await;
 
-    assert_all_unavailable_within_a_second(&every_endpoint(app.api).await);
+    assert_all_unavailable_within_the_command_timeout(&every_endpoint(app.api).await);
 
     app.redis.restart();
-    serves_again_within_two_seconds(app.api).await;
+    serves_again_soon(app.api).await;
 }

@@ -7,14 +7,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{RedisServer, ServiceProcess, binary, eventually};
+use crate::helpers::{RedisServer, ServiceProcess, binary, eventually, slack};
 
 #[tokio::test]
 async fn a_request_in_flight_at_sigterm_completes_and_the_process_exits_0() {
     let redis = RedisServer::start();
+    let shutdown_timeout = Duration::from_secs(5);
     let mut service = ServiceProcess::start(&[
         ("TSAPI_REDIS__URL", &redis.url()),
-        ("TSAPI_SHUTDOWN_TIMEOUT", "5s"),
+        (
+            "TSAPI_SHUTDOWN_TIMEOUT",
+            &humantime::format_duration(shutdown_timeout).to_string(),
+        ),
     ]);
 
     // Headers and half the body: the request is in flight.
@@ -30,7 +34,7 @@ async fn a_request_in_flight_at_sigterm_completes_and_the_process_exits_0() {
     let signalled = Instant::now();
     service.signal(libc::SIGTERM);
     // The listener closes (no drain delay by default) while the request is still open.
-    eventually(Duration::from_secs(2), || async {
+    eventually(slack(), || async {
         TcpStream::connect(service.api.addr).is_err()
     })
     .await;
@@ -40,10 +44,11 @@ async fn a_request_in_flight_at_sigterm_completes_and_the_process_exits_0() {
     assert!(answer.starts_with("HTTP/1.1 201 Created"), "{answer}");
     assert!(answer.ends_with(r#""epoch_ms":42}"#), "{answer}");
 
-    let status = service.wait(Duration::from_secs(5));
+    // The request finished, so the shutdown did not have to wait for its timeout.
+    let status = service.wait(shutdown_timeout + slack());
     assert_eq!(status.code(), Some(0));
     assert!(
-        signalled.elapsed() < Duration::from_secs(5),
+        signalled.elapsed() < shutdown_timeout,
         "{:?}",
         signalled.elapsed()
     );
@@ -65,9 +70,13 @@ async fn a_request_in_flight_at_sigterm_completes_and_the_process_exits_0() {
 #[tokio::test]
 async fn requests_that_never_finish_are_cut_at_the_shutdown_timeout() {
     let redis = RedisServer::start();
+    let shutdown_timeout = Duration::from_secs(1);
     let mut service = ServiceProcess::start(&[
         ("TSAPI_REDIS__URL", &redis.url()),
-        ("TSAPI_SHUTDOWN_TIMEOUT", "1s"),
+        (
+            "TSAPI_SHUTDOWN_TIMEOUT",
+            &humantime::format_duration(shutdown_timeout).to_string(),
+        ),
     ]);
     let mut stuck = TcpStream::connect(service.api.addr).unwrap();
     stuck
@@ -77,12 +86,13 @@ async fn requests_that_never_finish_are_cut_at_the_shutdown_timeout() {
 
     let signalled = Instant::now();
     service.signal(libc::SIGTERM);
-    let status = service.wait(Duration::from_secs(5));
+    let status = service.wait(shutdown_timeout + slack());
 
     assert_eq!(status.code(), Some(0));
+    // Not before the timeout (less the timer's granularity), and not long after it.
     let took = signalled.elapsed();
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        took >= shutdown_timeout - Duration::from_millis(100) && took < shutdown_timeout + slack(),
         "{took:?}"
     );
     drop(stuck);
@@ -91,14 +101,19 @@ async fn requests_that_never_finish_are_cut_at_the_shutdown_timeout() {
 #[tokio::test]
 async fn during_the_drain_delay_readiness_fails_but_requests_are_served() {
     let redis = RedisServer::start();
+    // Long enough for the checks below to run inside it, however slow the machine.
+    let drain_delay = slack() * 3;
     let mut service = ServiceProcess::start(&[
         ("TSAPI_REDIS__URL", &redis.url()),
-        ("TSAPI_DRAIN_DELAY", "1500ms"),
+        (
+            "TSAPI_DRAIN_DELAY",
+            &humantime::format_duration(drain_delay).to_string(),
+        ),
     ]);
     assert_eq!(service.admin.get("/readyz").await.status, 200);
 
     service.signal(libc::SIGINT);
-    eventually(Duration::from_millis(500), || async {
+    eventually(slack(), || async {
         service.admin.get("/readyz").await.status == 503
     })
     .await;
@@ -114,7 +129,7 @@ async fn during_the_drain_delay_readiness_fails_but_requests_are_served() {
         201
     );
 
-    assert_eq!(service.wait(Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(service.wait(drain_delay + slack()).code(), Some(0));
     assert!(TcpStream::connect(service.api.addr).is_err());
 }
 
