@@ -3,7 +3,8 @@
 //! - `GET /livez`: 200 while the process serves; never touches Redis, so a Redis outage does
 //!   not get healthy pods restarted.
 //! - `GET /readyz`: 200 only if Redis answers PING within `redis.command_timeout` and the
-//!   service is not shutting down; otherwise 503 with a JSON reason.
+//!   service is not shutting down, with the primary's address (`"primary": "host:port"`);
+//!   otherwise 503 with a JSON reason.
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /version`: `{"version", "git_sha"}`.
 
@@ -80,7 +81,12 @@ async fn readiness(store: Store, draining: Draining, metrics: Metrics) -> Respon
     };
     metrics.set_ready(outcome.is_ok());
     match outcome {
-        Ok(()) => json_response(&json!({"status": "ready"}), StatusCode::OK),
+        // The admin listener is internal, so the address may be shown; it is the node that just
+        // answered, or the one reconnected to since.
+        Ok(()) => json_response(
+            &json!({"status": "ready", "primary": store.primary().as_deref()}),
+            StatusCode::OK,
+        ),
         Err(reason) => json_response(
             &json!({"status": "not ready", "reason": reason}),
             StatusCode::SERVICE_UNAVAILABLE,

@@ -5,13 +5,13 @@
 //! never the raw path, and unknown methods collapse into `_OTHER`. Each `App` owns its own
 //! registry, so tests that run many services in one process do not mix their numbers.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use warp::http::{Method, StatusCode};
 
@@ -53,6 +53,12 @@ struct Inner {
     http_duration: HistogramVec,
     redis_duration: HistogramVec,
     redis_errors: IntCounterVec,
+    redis_primary: IntGaugeVec,
+    redis_failovers: IntCounter,
+    redis_reconnections: IntCounterVec,
+    /// Registered only with Sentinel, where there are replicas to report on: elsewhere the
+    /// series would read 0 and look like an outage.
+    replication: OnceLock<ReplicationGauges>,
     connections_open: IntGaugeVec,
     connections_refused: IntCounterVec,
     connections_timed_out: IntCounterVec,
@@ -108,6 +114,22 @@ impl Metrics {
                 "Redis commands that failed or did not complete in time, by command.",
                 &["command"],
             ),
+            redis_primary: gauges(
+                "timestamp_api_redis_primary",
+                "1 for the Redis primary in use (host:port); the series goes when it changes.",
+                &["address"],
+            ),
+            redis_failovers: counter(
+                "timestamp_api_redis_failovers_total",
+                "Changes of the Redis primary the service has seen.",
+            ),
+            redis_reconnections: counters(
+                "timestamp_api_redis_reconnections_total",
+                "New connections to the Redis primary, by cause: readonly (the node answered \
+                 READONLY), connection_lost, or primary_moved (Sentinel names another node).",
+                &["cause"],
+            ),
+            replication: OnceLock::new(),
             connections_open: gauges(
                 "timestamp_api_connections_open",
                 "Client connections open, by listener.",
@@ -197,6 +219,49 @@ impl Metrics {
         }
     }
 
+    /// Marks `current` as the primary in use; the series of `previous`, if any, goes.
+    pub fn set_primary(&self, previous: Option<&str>, current: &str) {
+        if let Some(previous) = previous.filter(|previous| *previous != current) {
+            // Absent only if it was never set, which is what removing wants anyway.
+            let _ = self.0.redis_primary.remove_label_values(&[previous]);
+        }
+        self.0.redis_primary.with_label_values(&[current]).set(1);
+    }
+
+    pub fn count_failover(&self) {
+        self.0.redis_failovers.inc();
+    }
+
+    /// Counts a new connection to the primary; `cause` is one of the documented label values.
+    pub fn count_reconnection(&self, cause: &'static str) {
+        self.0.redis_reconnections.with_label_values(&[cause]).inc();
+    }
+
+    /// The replication gauges, registered on first use (see `Inner::replication`).
+    pub fn replication(&self) -> ReplicationGauges {
+        let registry = &self.0.registry;
+        self.0
+            .replication
+            .get_or_init(|| ReplicationGauges {
+                replicas_connected: registered(
+                    registry,
+                    IntGauge::new(
+                        "timestamp_api_redis_replicas_connected",
+                        "Replicas connected to the Redis primary (connected_slaves of INFO \
+                         replication).",
+                    ),
+                ),
+                replica_lag_seconds: registered(
+                    registry,
+                    Gauge::new(
+                        "timestamp_api_redis_replica_lag_seconds",
+                        "The largest replication lag among the primary's replicas, in seconds.",
+                    ),
+                ),
+            })
+            .clone()
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         {
@@ -222,6 +287,13 @@ impl Metrics {
 /// Brings `counter` up to `total`, a count kept outside this registry (counters never go down).
 fn catch_up(counter: &IntCounter, total: u64) {
     counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+/// What the primary says of its replicas, refreshed in the background (Sentinel only).
+#[derive(Clone)]
+pub struct ReplicationGauges {
+    pub replicas_connected: IntGauge,
+    pub replica_lag_seconds: Gauge,
 }
 
 /// One listener's connection metrics.
@@ -340,6 +412,29 @@ mod tests {
         assert!(
             text.contains(r#"timestamp_api_redis_command_errors_total{command="SCAN"} 1"#),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_primary_series_follows_the_primary_and_replication_appears_when_asked() {
+        let metrics = Metrics::new();
+        metrics.set_primary(None, "10.0.0.1:6379");
+        metrics.set_primary(Some("10.0.0.1:6379"), "10.0.0.2:6379");
+        let text = metrics.render();
+        assert!(!text.contains(r#"address="10.0.0.1:6379""#), "{text}");
+        assert!(
+            text.contains(r#"timestamp_api_redis_primary{address="10.0.0.2:6379"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("timestamp_api_redis_replicas_connected"),
+            "{text}"
+        );
+        metrics.replication().replicas_connected.set(2);
+        assert!(
+            metrics
+                .render()
+                .contains("timestamp_api_redis_replicas_connected 2")
         );
     }
 }

@@ -66,6 +66,11 @@ pub enum ApiError {
         "the timestamp store did not answer in time; the outcome of a write is unknown, retry it"
     )]
     Unavailable(#[source] StoreError),
+    #[error(
+        "the write was applied on the primary but reached only {acked} of {wanted} replicas in \
+         time, so it may or may not survive a failover"
+    )]
+    NotReplicated { acked: u32, wanted: u32 },
     #[error("this listener has as many connections open as it serves; retry later")]
     TooManyConnections,
     /// The cause is logged, never shown to the client.
@@ -77,7 +82,10 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::CorruptValue { .. } => Self::Internal(error.to_string()),
-            StoreError::Timeout(_) | StoreError::Redis(_) => Self::Unavailable(error),
+            StoreError::NotReplicated { acked, wanted } => Self::NotReplicated { acked, wanted },
+            StoreError::Timeout(_) | StoreError::Redis(_) | StoreError::Disconnected => {
+                Self::Unavailable(error)
+            }
         }
     }
 }
@@ -165,6 +173,11 @@ impl ApiError {
                 "unavailable",
                 "Store unavailable",
             ),
+            Self::NotReplicated { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-replicated",
+                "Write not replicated in time",
+            ),
             Self::HeadersTooLarge => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers-too-large",
@@ -205,6 +218,7 @@ impl ApiError {
         let status = self.status();
         match &self {
             Self::Unavailable(source) => tracing::warn!(error = %source, "answering 503"),
+            Self::NotReplicated { .. } => tracing::warn!(error = %self, "answering 503"),
             Self::Internal(detail) => tracing::error!(error = %detail, "answering 500"),
             _ => {}
         }
@@ -222,7 +236,7 @@ impl ApiError {
                     headers.insert(header::ALLOW, allow);
                 }
             }
-            Self::Unavailable(_) | Self::TooManyConnections => {
+            Self::Unavailable(_) | Self::NotReplicated { .. } | Self::TooManyConnections => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -295,6 +309,15 @@ mod tests {
                 500,
                 "internal",
             ),
+            (
+                StoreError::NotReplicated {
+                    acked: 0,
+                    wanted: 1,
+                }
+                .into(),
+                503,
+                "not-replicated",
+            ),
         ];
         for (error, status, slug) in cases {
             let detail = error.to_string();
@@ -337,5 +360,18 @@ mod tests {
         let (_, body, headers) = body_of(ApiError::from(StoreError::Redis(cause)).into_response());
         assert_eq!(headers[header::RETRY_AFTER], "1");
         assert!(!body.to_string().contains("10.0.0.7"), "{body}");
+
+        let shortfall = ApiError::from(StoreError::NotReplicated {
+            acked: 1,
+            wanted: 2,
+        });
+        let (_, body, headers) = body_of(shortfall.into_response());
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("1 of 2 replicas"), "{detail}");
+        assert!(
+            detail.contains("may or may not survive a failover"),
+            "{detail}"
+        );
     }
 }

@@ -109,16 +109,24 @@ enum Shared {
     InvalidName,
     NotFound,
     Unavailable,
+    /// A write's 503: Redis did not answer, or too few replicas acknowledged the write.
+    WriteUnavailable,
 }
 
 impl Shared {
-    const ALL: [Self; 3] = [Self::InvalidName, Self::NotFound, Self::Unavailable];
+    const ALL: [Self; 4] = [
+        Self::InvalidName,
+        Self::NotFound,
+        Self::Unavailable,
+        Self::WriteUnavailable,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Self::InvalidName => "InvalidName",
             Self::NotFound => "NotFound",
             Self::Unavailable => "Unavailable",
+            Self::WriteUnavailable => "WriteUnavailable",
         }
     }
 
@@ -126,27 +134,32 @@ impl Shared {
         match self {
             Self::InvalidName => "400",
             Self::NotFound => "404",
-            Self::Unavailable => "503",
+            Self::Unavailable | Self::WriteUnavailable => "503",
         }
     }
 
     fn response(self) -> Response {
+        let retry_after = || {
+            let seconds = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+                .minimum(Some(0));
+            HeaderBuilder::new()
+                .schema(seconds)
+                .description(Some("Seconds to wait before retrying."))
+                .build()
+        };
         match self {
             Self::InvalidName => problem_response("The name is not valid (`invalid-name`)."),
             Self::NotFound => problem_response("No timestamp has this name (`not-found`)."),
-            Self::Unavailable => {
-                let seconds = ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
-                    .minimum(Some(0));
-                problem_response("Redis did not answer in time (`unavailable`).").header(
-                    "Retry-After",
-                    HeaderBuilder::new()
-                        .schema(seconds)
-                        .description(Some("Seconds to wait before retrying."))
-                        .build(),
-                )
-            }
+            Self::Unavailable => problem_response("Redis did not answer in time (`unavailable`).")
+                .header("Retry-After", retry_after()),
+            Self::WriteUnavailable => problem_response(
+                "Redis did not answer in time (`unavailable`), or the write was applied but \
+                 reached fewer replicas than `redis.min_replica_acks` in time \
+                 (`not-replicated`).",
+            )
+            .header("Retry-After", retry_after()),
         }
         .build()
     }
@@ -172,21 +185,44 @@ pub fn add_shared_responses(components: &mut Components) {
     }
 }
 
-/// How reading or removing one timestamp fails: a bad name (400), no such timestamp (404),
-/// or Redis down or slow (503).
+/// How reading one timestamp fails: a bad name (400), no such timestamp (404), or Redis down
+/// or slow (503).
 pub enum ItemErrors {}
 
 impl IntoResponses for ItemErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        Shared::references(&Shared::ALL)
+        Shared::references(&[Shared::InvalidName, Shared::NotFound, Shared::Unavailable])
     }
 }
 
-/// The failure every operation shares: Redis down or slow (503, with `Retry-After`).
+/// How removing one timestamp fails: as reading it, but a write's 503 (see `WriteErrors`).
+pub enum ItemWriteErrors {}
+
+impl IntoResponses for ItemWriteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        Shared::references(&[
+            Shared::InvalidName,
+            Shared::NotFound,
+            Shared::WriteUnavailable,
+        ])
+    }
+}
+
+/// The failure every read shares: Redis down or slow (503, with `Retry-After`).
 pub enum StoreErrors {}
 
 impl IntoResponses for StoreErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         Shared::references(&[Shared::Unavailable])
+    }
+}
+
+/// The failure every write shares: Redis down or slow, or the write not replicated in time
+/// (503, with `Retry-After`).
+pub enum WriteErrors {}
+
+impl IntoResponses for WriteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        Shared::references(&[Shared::WriteUnavailable])
     }
 }

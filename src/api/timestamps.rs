@@ -13,7 +13,9 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use super::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem};
-use super::schema::{self, ItemErrors, ListParams, NameParam, StoreErrors};
+use super::schema::{
+    self, ItemErrors, ItemWriteErrors, ListParams, NameParam, StoreErrors, WriteErrors,
+};
 use super::set_request::{BODY_LIMIT, BODY_READ_TIMEOUT, SetRequest, requested_timestamp};
 use super::{COLLECTION_ROUTE, ITEM_ROUTE};
 use crate::cursor::{Cursor, CursorKey};
@@ -94,7 +96,7 @@ pub async fn get_one(raw_name: String, store: Store) -> Result<Response, ApiErro
         (status = 411, description = "The body is chunked (`length-required`).", body = Problem, content_type = PROBLEM_CONTENT_TYPE),
         (status = 413, description = format!("The body is over {BODY_LIMIT} bytes (`payload-too-large`)."), body = Problem, content_type = PROBLEM_CONTENT_TYPE),
         (status = 415, description = "The body is not `application/json` (`unsupported-media-type`).", body = Problem, content_type = PROBLEM_CONTENT_TYPE),
-        StoreErrors,
+        WriteErrors,
     )
 )]
 pub async fn put_one<S, B>(
@@ -128,7 +130,7 @@ where
     delete, path = ITEM_ROUTE.0, params(NameParam), tag = "timestamps",
     responses(
         (status = 204, description = "The value was removed."),
-        ItemErrors,
+        ItemWriteErrors,
     )
 )]
 pub async fn delete_one(raw_name: String, store: Store) -> Result<Response, ApiError> {

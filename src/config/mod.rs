@@ -2,8 +2,9 @@
 //! `TSAPI_*` environment variables (`__` separates nesting levels), validated once at start-up.
 //!
 //! Every error names the key and where its value came from, so an operator can fix a bad
-//! deployment from one log line. The Redis password is only ever read from a file and is held
-//! in a `Secret`, which cannot be printed.
+//! deployment from one log line. The Redis passwords (the data nodes' and the Sentinels') are
+//! only ever read from files and are held in a `Secret`, which cannot be printed. The `[redis]`
+//! section and its checks are in `redis.rs`.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -16,10 +17,12 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 mod duration;
+mod redis;
 mod secret;
 #[cfg(test)]
 mod tests;
 
+pub use self::redis::{HostPort, RedisConfig, SentinelConfig};
 pub use secret::Secret;
 use secret::read_secret_file;
 
@@ -85,31 +88,6 @@ pub enum LogFormat {
     Text,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RedisConfig {
-    /// `redis://host:port/db` or `redis+unix:///path/to/socket`; never with credentials in it.
-    pub url: String,
-    /// ACL user to authenticate as; Redis' `default` user when unset.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// File holding the password (trailing newline ignored). The only way to pass one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<PathBuf>,
-    /// Read from `password_file` during `Config::load`, never from a configuration source, and
-    /// never serialised (so neither `config` output nor the start-up log can carry it).
-    #[serde(skip)]
-    pub password: Option<Secret>,
-    /// Every key the service touches starts with this; the Redis ACL grants exactly `<prefix>*`.
-    pub key_prefix: String,
-    /// Bound on establishing a connection to Redis.
-    #[serde(with = "duration")]
-    pub connect_timeout: Duration,
-    /// Bound on one API operation's work in Redis; past it the request answers 503.
-    #[serde(with = "duration")]
-    pub command_timeout: Duration,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -125,20 +103,6 @@ impl Default for Config {
             cursor_key_file: None,
             cursor_key: None,
             redis: RedisConfig::default(),
-        }
-    }
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379/0".to_owned(),
-            username: None,
-            password_file: None,
-            password: None,
-            key_prefix: "ts:".to_owned(),
-            connect_timeout: Duration::from_millis(250),
-            command_timeout: Duration::from_millis(250),
         }
     }
 }
@@ -235,18 +199,6 @@ impl Config {
         for (key, value, max, max_text) in [
             ("write_timeout", self.write_timeout, 300, "5m"),
             ("idle_timeout", self.idle_timeout, 300, "5m"),
-            (
-                "redis.connect_timeout",
-                self.redis.connect_timeout,
-                60,
-                "60s",
-            ),
-            (
-                "redis.command_timeout",
-                self.redis.command_timeout,
-                60,
-                "60s",
-            ),
         ] {
             if value.is_zero() || value > Duration::from_secs(max) {
                 return Err(invalid(
@@ -255,46 +207,12 @@ impl Config {
                 ));
             }
         }
-        let redis = &self.redis;
-
-        let url = redis::IntoConnectionInfo::into_connection_info(redis.url.as_str())
-            // The URL is not echoed: a rejected one may well hold a password.
-            .map_err(|error| invalid("redis.url", format!("not a usable Redis URL: {error}")))?;
-        let settings = url.redis_settings();
-        if settings.username().is_some() || settings.password().is_some() {
-            return Err(invalid(
-                "redis.url",
-                "must not carry credentials; set redis.username and redis.password_file".into(),
-            ));
-        }
-
-        if let Some(username) = &redis.username
-            && (username.is_empty()
-                || username.contains(|c: char| c.is_whitespace() || c.is_control()))
-        {
-            return Err(invalid(
-                "redis.username",
-                "must be non-empty, without spaces or control characters".into(),
-            ));
-        }
-
-        let prefix = &redis.key_prefix;
-        if prefix.is_empty()
-            || prefix.len() > 64
-            || prefix
-                .contains(|c: char| "*?[]\\".contains(c) || c.is_whitespace() || c.is_control())
-        {
-            return Err(invalid(
-                "redis.key_prefix",
-                "must be 1 to 64 characters, without glob characters (* ? [ ] \\) or spaces".into(),
-            ));
-        }
-
-        Ok(())
+        self.redis.check(&invalid)
     }
 
-    /// Reads the files named by `cursor_key_file` and `redis.password_file` into the
-    /// configuration (only here: never from a configuration source).
+    /// Reads the files named by `cursor_key_file`, `redis.password_file` and
+    /// `redis.sentinel.password_file` into the configuration (only here: never from a
+    /// configuration source).
     fn read_secrets(&mut self, figment: &Figment) -> Result<(), ConfigError> {
         let unreadable = |key: &str, path: &Path, message: String| {
             invalid(figment, key, format!("{}: {message}", path.display()))
@@ -311,12 +229,8 @@ impl Config {
                 .map_err(|message| unreadable("cursor_key_file", path, message))?;
             self.cursor_key = Some(key);
         }
-        if let Some(path) = &self.redis.password_file {
-            let password = read_secret_file(path)
-                .map_err(|message| unreadable("redis.password_file", path, message))?;
-            self.redis.password = Some(password);
-        }
-        Ok(())
+        self.redis
+            .read_secrets(&|key, message| invalid(figment, key, message))
     }
 
     /// The effective configuration as TOML, secrets left out: the output is itself a valid
@@ -327,6 +241,11 @@ impl Config {
             .unwrap_or_else(|error| format!("# cannot render: {error}\n"));
         if self.redis.password.is_some() {
             text.push_str("# redis.password: [redacted], read from redis.password_file\n");
+        }
+        if self.redis.sentinel.password.is_some() {
+            text.push_str(
+                "# redis.sentinel.password: [redacted], read from redis.sentinel.password_file\n",
+            );
         }
         if self.cursor_key.is_some() {
             text.push_str("# cursor key: [redacted], read from cursor_key_file\n");
@@ -348,9 +267,12 @@ fn describe_figment_error(figment: &Figment, error: figment::Error) -> ConfigErr
     // For an unknown field, figment's path already ends with the field's name.
     let message = match &error.kind {
         Kind::UnknownField(field, _) if field == "password" => {
-            "is not accepted: the password is read only from the file named by \
-             redis.password_file"
-                .to_owned()
+            // `redis.password` or `redis.sentinel.password`: the path names the section.
+            let section = error.path[..error.path.len().saturating_sub(1)].join(".");
+            format!(
+                "is not accepted: the password is read only from the file named by \
+                 {section}.password_file"
+            )
         }
         Kind::UnknownField(_, expected) => {
             format!("unknown key; expected one of {}", expected.join(", "))

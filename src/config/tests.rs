@@ -299,3 +299,113 @@ fn the_redacted_rendering_reads_back_as_the_same_configuration() {
     again.redis.password = config.redis.password.clone();
     assert_eq!(again.to_redacted_toml(), shown);
 }
+
+#[test]
+fn sentinel_and_replica_acks_come_from_the_documented_variables() {
+    Jail::expect_with(|jail| {
+        jail.create_file("sentinel_password", "s3nt1nel\n")?;
+        for (variable, value) in [
+            ("ADDRESSES", "sentinel-0:26379, 10.0.0.7:26380,[::1]:26381"),
+            ("MASTER", "timestamps"),
+            ("USERNAME", "watcher"),
+            ("PASSWORD_FILE", "sentinel_password"),
+        ] {
+            jail.set_env(format!("TSAPI_REDIS__SENTINEL__{variable}"), value);
+        }
+        jail.set_env("TSAPI_REDIS__MIN_REPLICA_ACKS", "1");
+        jail.set_env("TSAPI_REDIS__REPLICA_ACK_TIMEOUT", "50ms");
+        let config = load_in(jail, None).unwrap();
+        let sentinel = &config.redis.sentinel;
+        let addresses: Vec<String> = sentinel.addresses.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            addresses,
+            ["sentinel-0:26379", "10.0.0.7:26380", "[::1]:26381"]
+        );
+        assert_eq!(sentinel.master.as_deref(), Some("timestamps"));
+        assert_eq!(
+            sentinel.password.as_ref().map(Secret::expose),
+            Some("s3nt1nel")
+        );
+        assert_eq!(config.redis.min_replica_acks, 1);
+        assert_eq!(config.redis.replica_ack_timeout, Duration::from_millis(50));
+        let shown = config.to_redacted_toml();
+        assert!(!shown.contains("s3nt1nel"), "{shown}");
+        assert!(
+            shown.contains("# redis.sentinel.password: [redacted]"),
+            "{shown}"
+        );
+        // The rendering reads back: addresses as a TOML array.
+        let again: Config = toml::from_str(&shown).unwrap();
+        assert_eq!(again.redis.sentinel.addresses, sentinel.addresses);
+        Ok(())
+    });
+}
+
+#[test]
+fn sentinel_and_replica_ack_mistakes_are_refused_naming_the_key() {
+    let sentinel = |addresses| {
+        [
+            ("TSAPI_REDIS__SENTINEL__ADDRESSES", addresses),
+            ("TSAPI_REDIS__SENTINEL__MASTER", "timestamps"),
+        ]
+    };
+    for (variables, key) in [
+        (
+            &[("TSAPI_REDIS__SENTINEL__ADDRESSES", "s:26379")][..],
+            "redis.sentinel.addresses",
+        ),
+        (
+            &[("TSAPI_REDIS__SENTINEL__MASTER", "timestamps")][..],
+            "redis.sentinel.master",
+        ),
+        (&sentinel("sentinel-0")[..], "redis.sentinel.addresses"),
+        (&sentinel("s:0")[..], "redis.sentinel.addresses"),
+        (&sentinel("s:26379,:26380")[..], "redis.sentinel.addresses"),
+        (
+            &[
+                ("TSAPI_REDIS__SENTINEL__ADDRESSES", "s:26379"),
+                ("TSAPI_REDIS__SENTINEL__MASTER", "two words"),
+            ][..],
+            "redis.sentinel.master",
+        ),
+        (
+            &[("TSAPI_REDIS__SENTINEL__USERNAME", "watcher")][..],
+            "redis.sentinel.username",
+        ),
+        (
+            &[("TSAPI_REDIS__MIN_REPLICA_ACKS", "17")][..],
+            "redis.min_replica_acks",
+        ),
+        (
+            &[("TSAPI_REDIS__REPLICA_ACK_TIMEOUT", "0ms")][..],
+            "redis.replica_ack_timeout",
+        ),
+        // More than half of the default command timeout (250ms), with WAIT in use.
+        (
+            &[
+                ("TSAPI_REDIS__MIN_REPLICA_ACKS", "1"),
+                ("TSAPI_REDIS__REPLICA_ACK_TIMEOUT", "200ms"),
+            ][..],
+            "redis.replica_ack_timeout",
+        ),
+    ] {
+        let error = refusal(variables, None);
+        assert!(
+            error.starts_with(&format!("{key} (from environment variable")),
+            "{error}"
+        );
+    }
+    let error = refusal(&[("TSAPI_REDIS__SENTINEL__PASSWORD", "hunter2")], None);
+    assert!(error.contains("redis.sentinel.password_file"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}
+
+#[test]
+fn a_long_replica_ack_timeout_is_fine_while_no_wait_is_sent() {
+    Jail::expect_with(|jail| {
+        jail.set_env("TSAPI_REDIS__REPLICA_ACK_TIMEOUT", "200ms");
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(config.redis.min_replica_acks, 0);
+        Ok(())
+    });
+}

@@ -36,12 +36,19 @@ pub fn redis_server_binary() -> PathBuf {
         })
 }
 
+/// Held by the tests that load the machine (a thousand connections, tens of megabytes of
+/// answers, twelve thousand requests, six redis-servers failing over under writers): on two
+/// cores, two of them at once would measure each other rather than the service.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A private redis-server. Dropping it kills the process and removes its directory.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
     extra_args: Vec<String>,
+    /// A Sentinel's configuration file (Sentinel rewrites it, so it must be a file).
+    sentinel_config: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -51,12 +58,28 @@ impl RedisServer {
 
     /// Starts with extra `redis-server` arguments (an `--aclfile`, say).
     pub fn start_with(extra_args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory for redis-server");
+        Self::start_in(
+            tempfile::tempdir().expect("temporary directory for redis-server"),
+            extra_args,
+            None,
+        )
+    }
+
+    /// Starts a Sentinel (`redis-server <file> --sentinel`) with `config` as its file.
+    pub fn start_sentinel(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory for a Sentinel");
+        let file = dir.path().join("sentinel.conf");
+        std::fs::write(&file, config).expect("writing the Sentinel's configuration");
+        Self::start_in(dir, &[], Some(file))
+    }
+
+    fn start_in(dir: TempDir, extra_args: &[&str], sentinel_config: Option<PathBuf>) -> Self {
         let mut server = Self {
             child: None,
             port: 0,
             dir,
             extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
+            sentinel_config,
         };
         // Another test may take a port between our probe and redis' bind: try a few.
         for _ in 0..5 {
@@ -121,13 +144,17 @@ impl RedisServer {
             .expect("direct connection to the test redis-server")
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
 
     fn launch(&mut self) -> bool {
         let binary = redis_server_binary();
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some(file) = &self.sentinel_config {
+            command.arg(file).arg("--sentinel");
+        }
+        let mut child = command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())

@@ -13,15 +13,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::Method;
 use redis::Commands;
 
-use crate::helpers::{Client, RedisServer, ServiceProcess, TestResponse, eventually, metric};
+use crate::helpers::{
+    Client, HEAVY, RedisServer, ServiceProcess, TestResponse, eventually, metric,
+};
 
 /// What "answers promptly" means while the service is under attack.
 const PROMPT: Duration = Duration::from_secs(1);
-
-/// Held by the tests that load the machine (a thousand connections, tens of megabytes of
-/// answers, twelve thousand requests): on two cores, two of them at once would measure each
-/// other rather than the service.
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn metrics_of(service: &ServiceProcess) -> String {
     service.admin.get("/metrics").await.text()

@@ -1,0 +1,332 @@
+//! The `[redis]` section: where the data lives (a URL, or the primary that Sentinel names), how
+//! to authenticate, the timeouts, and how many replicas must have a write before it is
+//! acknowledged. Checked once at start-up, like the rest of the configuration.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::duration;
+use super::secret::{Secret, read_secret_file};
+
+/// Beyond this many replicas a typo is likelier than a topology.
+pub const MAX_REPLICA_ACKS: u32 = 16;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` or `redis+unix:///path/to/socket`; never with credentials in it.
+    /// With Sentinel, only its database number is used: Sentinel names the address.
+    pub url: String,
+    /// ACL user to authenticate as on the data nodes; Redis' `default` user when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the password (trailing newline ignored). The only way to pass one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Read from `password_file` during `Config::load`, never from a configuration source, and
+    /// never serialised (so neither `config` output nor the start-up log can carry it).
+    #[serde(skip)]
+    pub password: Option<Secret>,
+    /// Every key the service touches starts with this; the Redis ACL grants exactly `<prefix>*`.
+    pub key_prefix: String,
+    /// Bound on establishing a connection to Redis (and on each question to a Sentinel).
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Bound on one API operation's work in Redis; past it the request answers 503.
+    #[serde(with = "duration")]
+    pub command_timeout: Duration,
+    pub sentinel: SentinelConfig,
+    /// Replicas that must have a PUT or DELETE (Redis `WAIT`) before it is acknowledged; 0
+    /// sends no `WAIT` at all.
+    pub min_replica_acks: u32,
+    /// How long `WAIT` may wait for them: at most half of `command_timeout`, so that the write
+    /// itself keeps the other half and a shortfall is answered as one, not as a timeout.
+    #[serde(with = "duration")]
+    pub replica_ack_timeout: Duration,
+}
+
+/// Sentinels to ask for the current primary; both `addresses` and `master`, or neither.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// A TOML array, or one string of comma-separated `host:port` (as an environment variable).
+    #[serde(deserialize_with = "addresses", skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<HostPort>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor <master> …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// The Sentinels' password, read from `password_file` during `Config::load` and never
+    /// serialised, like `redis.password`.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+    /// ACL user for the Sentinels themselves, if they require one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// File holding the Sentinels' password (trailing newline ignored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl SentinelConfig {
+    /// The Sentinels and the master name, when Sentinel is configured.
+    pub fn enabled(&self) -> Option<(&[HostPort], &str)> {
+        match (&self.addresses[..], &self.master) {
+            ([], _) | (_, None) => None,
+            (addresses, Some(master)) => Some((addresses, master)),
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/0".to_owned(),
+            username: None,
+            password_file: None,
+            password: None,
+            key_prefix: "ts:".to_owned(),
+            connect_timeout: Duration::from_millis(250),
+            command_timeout: Duration::from_millis(250),
+            sentinel: SentinelConfig::default(),
+            min_replica_acks: 0,
+            replica_ack_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A `host:port` pair (an IPv6 host in brackets), as Sentinel addresses are written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not host:port");
+        let (host, port) = text.trim().rsplit_once(':').ok_or_else(bad)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|inner| inner.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = port.parse::<u16>().ok().filter(|port| *port > 0);
+        match port {
+            Some(port)
+                if !host.is_empty()
+                    && !host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') =>
+            {
+                Ok(Self {
+                    host: host.to_owned(),
+                    port,
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Serialize for HostPort {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A list of `host:port`, from an array or from one comma-separated string.
+fn addresses<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<HostPort>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(deserializer)? {
+        Raw::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Raw::Many(items) => items,
+    };
+    items
+        .iter()
+        .map(|item| item.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// Makes a refusal that names a key (and, through the figment, its layer).
+pub(super) type Refuse<'a> = &'a dyn Fn(&str, String) -> super::ConfigError;
+
+impl RedisConfig {
+    /// Refuses values that parse but cannot work.
+    pub(super) fn check(&self, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {
+        for (key, value) in [
+            ("redis.connect_timeout", self.connect_timeout),
+            ("redis.command_timeout", self.command_timeout),
+        ] {
+            if value.is_zero() || value > Duration::from_secs(60) {
+                return Err(refuse(key, "must be more than 0 and at most 60s".into()));
+            }
+        }
+
+        let url = ::redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+            // The URL is not echoed: a rejected one may well hold a password.
+            .map_err(|error| refuse("redis.url", format!("not a usable Redis URL: {error}")))?;
+        let settings = url.redis_settings();
+        if settings.username().is_some() || settings.password().is_some() {
+            return Err(refuse(
+                "redis.url",
+                "must not carry credentials; set redis.username and redis.password_file".into(),
+            ));
+        }
+        check_username("redis.username", self.username.as_deref(), refuse)?;
+
+        let prefix = &self.key_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || prefix
+                .contains(|c: char| "*?[]\\".contains(c) || c.is_whitespace() || c.is_control())
+        {
+            return Err(refuse(
+                "redis.key_prefix",
+                "must be 1 to 64 characters, without glob characters (* ? [ ] \\) or spaces".into(),
+            ));
+        }
+
+        self.check_sentinel(refuse)?;
+        self.check_replica_acks(refuse)
+    }
+
+    fn check_sentinel(&self, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {
+        let sentinel = &self.sentinel;
+        match (sentinel.addresses.is_empty(), &sentinel.master) {
+            (true, None) => {
+                for (key, set) in [
+                    ("redis.sentinel.username", sentinel.username.is_some()),
+                    (
+                        "redis.sentinel.password_file",
+                        sentinel.password_file.is_some(),
+                    ),
+                ] {
+                    if set {
+                        return Err(refuse(
+                            key,
+                            "is only used with redis.sentinel.addresses and \
+                             redis.sentinel.master"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            // Each names the key that is set, whose origin the message can then show.
+            (false, None) => {
+                return Err(refuse(
+                    "redis.sentinel.addresses",
+                    "is set but redis.sentinel.master is not; set both or neither".into(),
+                ));
+            }
+            (true, Some(_)) => {
+                return Err(refuse(
+                    "redis.sentinel.master",
+                    "is set but redis.sentinel.addresses is not; set both or neither".into(),
+                ));
+            }
+            (false, Some(master)) => {
+                if master.is_empty()
+                    || master.contains(|c: char| c.is_whitespace() || c.is_control())
+                {
+                    return Err(refuse(
+                        "redis.sentinel.master",
+                        "must be non-empty, without spaces or control characters".into(),
+                    ));
+                }
+            }
+        }
+        check_username(
+            "redis.sentinel.username",
+            sentinel.username.as_deref(),
+            refuse,
+        )
+    }
+
+    fn check_replica_acks(&self, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {
+        if self.min_replica_acks > MAX_REPLICA_ACKS {
+            return Err(refuse(
+                "redis.min_replica_acks",
+                format!("must be from 0 to {MAX_REPLICA_ACKS}"),
+            ));
+        }
+        // WAIT counts in whole milliseconds, and 0 would mean "wait forever".
+        if self.replica_ack_timeout < Duration::from_millis(1)
+            || self.replica_ack_timeout > Duration::from_secs(30)
+        {
+            return Err(refuse(
+                "redis.replica_ack_timeout",
+                "must be at least 1ms and at most 30s".into(),
+            ));
+        }
+        // Checked only when WAIT is sent, so that lowering command_timeout alone never stops
+        // a service that does not use it.
+        if self.min_replica_acks > 0 && self.replica_ack_timeout > self.command_timeout / 2 {
+            return Err(refuse(
+                "redis.replica_ack_timeout",
+                format!(
+                    "must be at most half of redis.command_timeout ({}) when \
+                     redis.min_replica_acks is above 0",
+                    humantime::format_duration(self.command_timeout)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the data nodes' and the Sentinels' password files.
+    pub(super) fn read_secrets(&mut self, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {
+        let read = |key: &str, path: &Path| {
+            read_secret_file(path)
+                .map_err(|message| refuse(key, format!("{}: {message}", path.display())))
+        };
+        if let Some(path) = &self.password_file {
+            self.password = Some(read("redis.password_file", path)?);
+        }
+        if let Some(path) = &self.sentinel.password_file {
+            self.sentinel.password = Some(read("redis.sentinel.password_file", path)?);
+        }
+        Ok(())
+    }
+}
+
+fn check_username(
+    key: &str,
+    username: Option<&str>,
+    refuse: Refuse<'_>,
+) -> Result<(), super::ConfigError> {
+    match username {
+        Some(username)
+            if username.is_empty()
+                || username.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            Err(refuse(
+                key,
+                "must be non-empty, without spaces or control characters".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,358 @@
+//! The Redis store: the only module that knows key names, how values are encoded and which
+//! commands are sent.
+//!
+//! A timestamp lives at `<key_prefix><name>` as an integer of epoch milliseconds, so any Redis
+//! client can read it. The service only ever sends GET, SET, DEL, SCAN, MGET and PING (plus
+//! AUTH while connecting), `WAIT` when `redis.min_replica_acks` is above 0, and `INFO
+//! replication` with Sentinel; the deployment's ACL allows exactly these, and integration
+//! tests run the whole API against such ACLs.
+//!
+//! One multiplexed connection to the primary carries every request: concurrent commands are
+//! pipelined on it. `link.rs` keeps it (and finds the primary through Sentinel, `sentinel.rs`);
+//! `list.rs` reads pages. Every operation is bounded by `redis.command_timeout`, so a dead or
+//! stalled Redis costs a caller that long at most, never a hang.
+//!
+//! Within that deadline an operation is tried again on a new connection when that cannot
+//! change its outcome: after READONLY (the node refused the command without running it: it was
+//! demoted), and, for reads, after a lost connection. A write whose connection was lost is not
+//! sent again: it may have been applied, and a second `SET … GET` or `DEL` would answer
+//! differently from the first (200 for 201, 404 for 204); the client gets a 503 and decides.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{Cmd, FromRedisValue, IntoConnectionInfo, RedisError, ToRedisArgs};
+
+use crate::config::RedisConfig;
+use crate::cursor::Cursor;
+use crate::domain::{Name, Timestamp};
+use crate::metrics::Metrics;
+
+mod link;
+mod list;
+mod replication;
+mod sentinel;
+
+use link::{Connected, Link, Target, Trouble};
+pub use list::Page;
+use sentinel::Sentinels;
+
+#[derive(Clone)]
+pub struct Store {
+    link: Link,
+    prefix: Arc<str>,
+    command_timeout: Duration,
+    replica_acks: Option<ReplicaAcks>,
+    metrics: Metrics,
+}
+
+/// `WAIT <count> <timeout>` after each write.
+#[derive(Debug, Clone, Copy)]
+struct ReplicaAcks {
+    count: u32,
+    timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis did not complete the operation within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis command failed: {0}")]
+    Redis(#[from] RedisError),
+    #[error("key {key} does not hold a timestamp in epoch milliseconds")]
+    CorruptValue { key: String },
+    #[error("the write reached {acked} of {wanted} replicas in time")]
+    NotReplicated { acked: u32, wanted: u32 },
+    #[error("the task that keeps the Redis connection has stopped")]
+    Disconnected,
+}
+
+/// Whether a SET created the name or replaced an existing value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    Created,
+    Replaced,
+}
+
+/// Whether an operation may be sent again after its connection was lost mid-way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// A read: sending it twice changes nothing.
+    Always,
+    /// A write: only when Redis surely did not apply it (READONLY).
+    IfNotApplied,
+}
+
+impl Store {
+    /// Starts the background connection task and returns at once: the service starts (and
+    /// answers 503) while Redis is still down, and serves as soon as the primary is there.
+    pub fn new(config: &RedisConfig, metrics: Metrics) -> Result<Self, StoreError> {
+        let mut info = config.url.as_str().into_connection_info()?;
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+        if let Some(username) = &config.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &config.password {
+            settings = settings.set_password(password.expose());
+        }
+        info = info
+            .set_redis_settings(settings)
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let target = match Sentinels::new(&config.sentinel, config.connect_timeout)? {
+            Some(sentinels) => Target::Sentinel {
+                sentinels,
+                node: info,
+            },
+            None => Target::Url(info),
+        };
+        Ok(Self {
+            link: Link::start(
+                target,
+                config.connect_timeout,
+                config.command_timeout,
+                metrics.clone(),
+            ),
+            prefix: config.key_prefix.as_str().into(),
+            command_timeout: config.command_timeout,
+            replica_acks: (config.min_replica_acks > 0).then_some(ReplicaAcks {
+                count: config.min_replica_acks,
+                timeout: config.replica_ack_timeout,
+            }),
+            metrics,
+        })
+    }
+
+    fn key(&self, name: &Name) -> String {
+        format!("{}{}", self.prefix, name.as_str())
+    }
+
+    pub async fn get(&self, name: &Name) -> Result<Option<Timestamp>, StoreError> {
+        let key = self.key(name);
+        let value: Option<String> = self
+            .run(Resend::Always, |mut attempt| {
+                let get = command("GET").arg(&key);
+                async move { attempt.query(get).await }
+            })
+            .await
+            .map_err(|error| corrupt_if_wrong_type(error, &key))?;
+        value.map(|value| decode_value(&key, &value)).transpose()
+    }
+
+    /// Stores `timestamp`; `SET … GET` returns the previous value in the same atomic step, so
+    /// concurrent writers can tell creation from replacement without a read-then-write race.
+    pub async fn set(&self, name: &Name, timestamp: Timestamp) -> Result<SetOutcome, StoreError> {
+        let key = self.key(name);
+        let set = || {
+            command("SET")
+                .arg(&key)
+                .arg(timestamp.epoch_ms())
+                .arg("GET")
+        };
+        let previous: Option<String> = self
+            .write(set)
+            .await
+            .map_err(|error| corrupt_if_wrong_type(error, &key))?;
+        Ok(match previous {
+            None => SetOutcome::Created,
+            Some(_) => SetOutcome::Replaced,
+        })
+    }
+
+    /// Removes the name; `true` when there was something to remove.
+    pub async fn delete(&self, name: &Name) -> Result<bool, StoreError> {
+        let key = self.key(name);
+        let removed: u64 = self.write(|| command("DEL").arg(&key)).await?;
+        Ok(removed > 0)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(Resend::Always, |mut attempt| async move {
+            attempt.query::<String>(command("PING")).await.map(drop)
+        })
+        .await
+    }
+
+    /// The primary's address (`host:port`) while connected to it.
+    pub fn primary(&self) -> Option<Arc<str>> {
+        self.link.primary()
+    }
+
+    /// Up to `limit` values (see `list.rs`). Like SCAN itself, a listing may show a name twice,
+    /// and may miss names created or removed while it runs.
+    pub async fn list(&self, limit: usize, cursor: Cursor) -> Result<Page, StoreError> {
+        self.run(Resend::Always, |mut attempt| {
+            let cursor = cursor.clone();
+            async move { attempt.scan_page(limit, cursor).await }
+        })
+        .await
+    }
+
+    /// A write, then, with `redis.min_replica_acks` above 0, `WAIT` on the same connection:
+    /// WAIT counts the replicas that have every write this connection sent so far, ours
+    /// included. On another connection it would count none of ours.
+    async fn write<T: FromRedisValue>(
+        &self,
+        write: impl Fn() -> RedisCommand,
+    ) -> Result<T, StoreError> {
+        self.run(Resend::IfNotApplied, |mut attempt| {
+            let write = write();
+            async move {
+                let reply = attempt.query(write).await?;
+                let Some(acks) = attempt.store.replica_acks else {
+                    return Ok(reply);
+                };
+                // At most 30 s by the configuration check, so the milliseconds fit.
+                let millis = u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX);
+                let wait = command("WAIT").arg(acks.count).arg(millis);
+                let acked: u32 = attempt.query(wait).await?;
+                if acked < acks.count {
+                    return Err(StoreError::NotReplicated {
+                        acked,
+                        wanted: acks.count,
+                    });
+                }
+                Ok(reply)
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` on the current connection until it succeeds, fails for good, or
+    /// `redis.command_timeout` passes; see the module's comment for what is tried again.
+    async fn run<'s, T, F, Fut>(&'s self, resend: Resend, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Attempt<'s>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        // The newest connection known to be bad, and the one the last try used.
+        let (mut bad, mut used) = (0, None);
+        let tries = async {
+            loop {
+                let Connected {
+                    generation,
+                    connection,
+                } = self
+                    .link
+                    .connected(bad)
+                    .await
+                    .ok_or(StoreError::Disconnected)?;
+                used = Some(generation);
+                let error = match attempt(Attempt {
+                    store: self,
+                    connection,
+                })
+                .await
+                {
+                    Err(StoreError::Redis(error)) => error,
+                    done => return done,
+                };
+                let trouble = if error.code() == Some("READONLY") {
+                    Trouble::Readonly
+                } else if is_connection_error(&error) {
+                    Trouble::Lost
+                } else {
+                    return Err(error.into());
+                };
+                self.link.report(generation, trouble);
+                if trouble == Trouble::Lost && resend == Resend::IfNotApplied {
+                    return Err(error.into());
+                }
+                bad = generation;
+            }
+        };
+        let outcome = tokio::time::timeout(self.command_timeout, tries).await;
+        outcome.unwrap_or_else(|_| {
+            if let Some(generation) = used {
+                self.link.report(generation, Trouble::Slow);
+            }
+            Err(StoreError::Timeout(self.command_timeout))
+        })
+    }
+}
+
+/// One try of an operation, on one connection.
+struct Attempt<'s> {
+    store: &'s Store,
+    connection: MultiplexedConnection,
+}
+
+impl Attempt<'_> {
+    /// Sends one command, timing it by name (the metric label) and counting failures.
+    async fn query<T: FromRedisValue>(&mut self, command: RedisCommand) -> Result<T, StoreError> {
+        let timer = self.store.metrics.time_redis(command.name);
+        let result = command.cmd.query_async(&mut self.connection).await;
+        timer.finish(result.is_ok());
+        Ok(result?)
+    }
+}
+
+/// A failure of the connection itself (as opposed to an error reply): it must be replaced.
+fn is_connection_error(error: &RedisError) -> bool {
+    error.is_io_error() || error.is_unrecoverable_error()
+}
+
+/// A Redis command that keeps its name, for the metrics label.
+struct RedisCommand {
+    name: &'static str,
+    cmd: Cmd,
+}
+
+fn command(name: &'static str) -> RedisCommand {
+    RedisCommand {
+        name,
+        cmd: redis::cmd(name),
+    }
+}
+
+impl RedisCommand {
+    fn arg(mut self, arg: impl ToRedisArgs) -> Self {
+        self.cmd.arg(arg);
+        self
+    }
+}
+
+fn decode_value(key: &str, value: &str) -> Result<Timestamp, StoreError> {
+    value
+        .parse::<i64>()
+        .ok()
+        .and_then(|ms| Timestamp::from_epoch_ms(ms).ok())
+        .ok_or_else(|| StoreError::CorruptValue {
+            key: key.to_owned(),
+        })
+}
+
+/// A key of another Redis type (a hash, say) is corrupt data, not an outage.
+fn corrupt_if_wrong_type(error: StoreError, key: &str) -> StoreError {
+    match &error {
+        StoreError::Redis(redis_error) if redis_error.code() == Some("WRONGTYPE") => {
+            StoreError::CorruptValue {
+                key: key.to_owned(),
+            }
+        }
+        _ => error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_must_be_epoch_milliseconds_in_range() {
+        assert_eq!(
+            decode_value("ts:a", "1795628183123").unwrap().epoch_ms(),
+            1_795_628_183_123
+        );
+        for bad in ["", "x", "1.5", "-1", "253402300800000", " 1"] {
+            assert!(
+                matches!(
+                    decode_value("ts:a", bad),
+                    Err(StoreError::CorruptValue { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+}

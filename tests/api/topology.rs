@@ -1,0 +1,256 @@
+//! A replicated Redis watched by Sentinel, for the failover tests: one primary and two replicas
+//! (AOF with `appendfsync always`), and three Sentinels (quorum 2, `down-after-milliseconds`
+//! `DOWN_AFTER`). Each is a redis-server on an ephemeral loopback port with a temporary
+//! directory, killed on drop (`RedisServer`).
+//!
+//! Waits here are async (the writers of a test run on the same runtime) and bounded; the
+//! direct Redis connections they use have a short timeout, so a killed node costs a poll, not a
+//! hang.
+
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::helpers::RedisServer;
+
+/// The name the Sentinels monitor the primary under.
+pub const MASTER: &str = "tsapi";
+/// How long the primary must be unreachable before a Sentinel calls it down.
+pub const DOWN_AFTER: Duration = Duration::from_millis(1000);
+/// Sentinel's failover timeout; also what it waits before retrying a failover.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on each direct question to a node or a Sentinel.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// With an ACL, replicas and Sentinels authenticate as this user, which may do everything.
+pub const ADMIN: (&str, &str) = ("admin", "admin-password");
+
+pub struct Topology {
+    /// The data nodes; the first is the primary at the start.
+    pub nodes: Vec<RedisServer>,
+    pub sentinels: Vec<RedisServer>,
+    acl: bool,
+    _acl_dir: TempDir,
+}
+
+impl Topology {
+    pub async fn start() -> Self {
+        Self::start_with_acl(None).await
+    }
+
+    /// With `acl`, a users file that must define `ADMIN` with every permission: the data
+    /// nodes load it, and replication and the Sentinels use `ADMIN`.
+    pub async fn start_with_acl(acl: Option<&str>) -> Self {
+        let acl_dir = tempfile::tempdir().expect("a directory for the ACL file");
+        let acl_file = acl_dir.path().join("users.acl");
+        // A replica (or a returning old primary) syncs at once, not after the default 5 s
+        // wait for others to join the same diskless transfer.
+        let mut node_args = [
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if let Some(acl) = acl {
+            std::fs::write(&acl_file, acl).expect("writing the ACL file");
+            node_args.extend(
+                [
+                    "--aclfile",
+                    acl_file.to_str().expect("a UTF-8 path"),
+                    "--masteruser",
+                    ADMIN.0,
+                    "--masterauth",
+                    ADMIN.1,
+                ]
+                .map(str::to_owned),
+            );
+        }
+        let args = |extra: &[String]| {
+            let mut all = node_args.clone();
+            all.extend_from_slice(extra);
+            all
+        };
+        let start = |args: Vec<String>| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            RedisServer::start_with(&args)
+        };
+        let primary = start(args(&[]));
+        let replica_of = [
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            primary.port().to_string(),
+        ];
+        let replicas = [start(args(&replica_of)), start(args(&replica_of))];
+        let mut topology = Self {
+            nodes: std::iter::once(primary).chain(replicas).collect(),
+            sentinels: Vec::new(),
+            acl: acl.is_some(),
+            _acl_dir: acl_dir,
+        };
+        // Sentinels learn the replicas from the primary's INFO: have them attached first.
+        let primary_port = topology.nodes[0].port();
+        topology
+            .until("both replicas are attached", Duration::from_secs(10), |t| {
+                t.info(primary_port)
+                    .is_some_and(|info| field(&info, "connected_slaves") == Some("2"))
+            })
+            .await;
+        let mut config = format!(
+            "sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
+             sentinel down-after-milliseconds {MASTER} {}\n\
+             sentinel failover-timeout {MASTER} {}\n",
+            DOWN_AFTER.as_millis(),
+            FAILOVER_TIMEOUT.as_millis(),
+        );
+        if acl.is_some() {
+            config.push_str(&format!(
+                "sentinel auth-user {MASTER} {}\nsentinel auth-pass {MASTER} {}\n",
+                ADMIN.0, ADMIN.1
+            ));
+        }
+        topology.sentinels = (0..3)
+            .map(|_| RedisServer::start_sentinel(&config))
+            .collect();
+        topology
+    }
+
+    /// `host:port,host:port,…` of the Sentinels, as `redis.sentinel.addresses` takes them.
+    pub fn sentinel_addresses(&self) -> String {
+        self.sentinels
+            .iter()
+            .map(|sentinel| format!("127.0.0.1:{}", sentinel.port()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits until every Sentinel sees both replicas and the other two Sentinels: only then
+    /// can they agree that the primary is down and elect one of them to fail it over. Hellos
+    /// go out every 2 s, so this takes a few seconds.
+    pub async fn until_watched(&self) {
+        self.until(
+            "the Sentinels see everything",
+            Duration::from_secs(20),
+            |t| {
+                (0..t.sentinels.len()).all(|index| {
+                    t.sentinel_master(index).is_some_and(|master| {
+                        master.get("num-slaves").map(String::as_str) == Some("2")
+                            && master.get("num-other-sentinels").map(String::as_str) == Some("2")
+                            && master.get("flags").map(String::as_str) == Some("master")
+                    })
+                })
+            },
+        )
+        .await;
+    }
+
+    /// The port of the primary the first Sentinel that answers names.
+    pub fn primary_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|sentinel| {
+            let (_, port): (String, u16) = direct(
+                sentinel.port(),
+                None,
+                redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(MASTER),
+            )?;
+            Some(port)
+        })
+    }
+
+    /// The data node listening on `port`.
+    pub fn node(&mut self, port: u16) -> &mut RedisServer {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .unwrap_or_else(|| panic!("no data node on port {port}"))
+    }
+
+    /// `INFO replication` of the data node on `port`, if it answers.
+    pub fn info(&self, port: u16) -> Option<String> {
+        let credentials = self.acl.then_some(ADMIN);
+        direct(port, credentials, redis::cmd("INFO").arg("replication"))
+    }
+
+    /// Whether the node on `port` is a replica with its link to the primary up.
+    pub fn is_attached_replica(&self, port: u16) -> bool {
+        self.info(port).is_some_and(|info| {
+            field(&info, "role") == Some("slave")
+                && field(&info, "master_link_status") == Some("up")
+        })
+    }
+
+    /// Sends `SENTINEL FAILOVER` to the first Sentinel.
+    pub fn manual_failover(&self) {
+        let reply: Option<String> = direct(
+            self.sentinels[0].port(),
+            None,
+            redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER),
+        );
+        assert_eq!(reply.as_deref(), Some("OK"), "SENTINEL FAILOVER refused");
+    }
+
+    /// A direct connection to the data node on `port` (as `ADMIN` with an ACL).
+    pub fn client(&self, port: u16) -> redis::Connection {
+        let url = match self.acl {
+            true => format!("redis://{}:{}@127.0.0.1:{port}/0", ADMIN.0, ADMIN.1),
+            false => format!("redis://127.0.0.1:{port}/0"),
+        };
+        redis::Client::open(url)
+            .and_then(|client| client.get_connection_with_timeout(DIRECT_TIMEOUT))
+            .expect("a direct connection to a data node")
+    }
+
+    fn sentinel_master(&self, index: usize) -> Option<std::collections::HashMap<String, String>> {
+        direct(
+            self.sentinels[index].port(),
+            None,
+            redis::cmd("SENTINEL").arg("MASTER").arg(MASTER),
+        )
+    }
+
+    /// Polls `check` every 50 ms until it holds; panics after `within`, naming `what`.
+    pub async fn until(
+        &self,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&Self) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            if check(self) {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < within, "not within {within:?}: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One command to `port` on a fresh connection bounded by `DIRECT_TIMEOUT`; `None` on any
+/// failure (a killed node, a Sentinel that does not know yet).
+fn direct<T: redis::FromRedisValue>(
+    port: u16,
+    credentials: Option<(&str, &str)>,
+    command: &redis::Cmd,
+) -> Option<T> {
+    let url = match credentials {
+        Some((user, password)) => format!("redis://{user}:{password}@127.0.0.1:{port}/0"),
+        None => format!("redis://127.0.0.1:{port}/0"),
+    };
+    let mut connection = redis::Client::open(url)
+        .ok()?
+        .get_connection_with_timeout(DIRECT_TIMEOUT)
+        .ok()?;
+    connection.set_read_timeout(Some(DIRECT_TIMEOUT)).ok()?;
+    command.query(&mut connection).ok()
+}
+
+/// The value of `name:` in an INFO text.
+pub fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.trim_end().strip_prefix(name)?.strip_prefix(':'))
+}
