@@ -5,7 +5,8 @@ Every pod template must meet the Pod Security Standards' restricted profile (as 
 kube-apiserver's pod-security admission, baseline checks included) plus this project's extras:
 a read-only root filesystem, no service-account token, resources, probes, and for the API the
 shutdown choreography (preStop sleep, grace period above drain + shutdown timeout), rollout
-settings and a cursor key from a Secret file. Every object carries the recommended labels and
+settings and a cursor key from a Secret file; a StatefulSet of more than one pod (Redis with
+replicas, the Sentinels) keeps its pods on different nodes and has a PodDisruptionBudget. Every object carries the recommended labels and
 sits in the rendering's namespace; the Secrets and ConfigMaps pods reference exist (Secrets only
 where the rendering generates them: prod's come from outside). Exits 1 and lists every violation.
 """
@@ -166,6 +167,25 @@ def check_api(obj, problems, configmaps):
         problems.append(f"{name}: terminationGracePeriodSeconds {grace} is not above preStop {sleep} + drain {drain} + shutdown {shutdown}")
 
 
+def check_replicated_statefulset(obj, problems, budgets):
+    """Replicas of a stateful service are only worth having on different nodes, and a drain
+    must not take more of them at once than the service can lose."""
+    name = f"{obj['kind']}/{obj['metadata']['name']}"
+    labels = obj["spec"]["template"]["metadata"].get("labels", {})
+
+    def selects(selector):
+        return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
+
+    anti_affinity = ((obj["spec"]["template"]["spec"].get("affinity") or {}).get("podAntiAffinity") or {})
+    if not any(
+        term.get("topologyKey") == "kubernetes.io/hostname" and selects(term.get("labelSelector", {}).get("matchLabels"))
+        for term in anti_affinity.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+    ):
+        problems.append(f"{name}: {obj['spec']['replicas']} replicas without required podAntiAffinity on kubernetes.io/hostname")
+    if not any(selects(selector) for selector in budgets):
+        problems.append(f"{name}: {obj['spec']['replicas']} replicas without a PodDisruptionBudget")
+
+
 def check(documents):
     problems = []
     objects = [document for document in documents if document]
@@ -173,6 +193,7 @@ def check(documents):
     kinds = {obj["kind"] for obj in objects}
     namespaces = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Namespace"}
     secrets = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Secret"}
+    budgets = [obj["spec"].get("selector", {}).get("matchLabels") for obj in objects if obj["kind"] == "PodDisruptionBudget"]
     for obj in objects:
         name = f"{obj['kind']}/{obj['metadata']['name']}"
         labels = obj["metadata"].get("labels", {})
@@ -190,6 +211,8 @@ def check(documents):
                 problems.append(f"{name}: references Secret {missing}, which is not in the rendering")
             if obj["kind"] == "Deployment" and labels.get("app.kubernetes.io/component") == "api":
                 check_api(obj, problems, configmaps)
+            if obj["kind"] == "StatefulSet" and obj["spec"].get("replicas", 1) > 1:
+                check_replicated_statefulset(obj, problems, budgets)
         if obj["kind"] == "Namespace":
             ns_labels = obj["metadata"].get("labels", {})
             for mode in ("enforce", "audit", "warn"):
