@@ -1,5 +1,5 @@
 # `nix flake check`: the shape of crane's quick-start checks, plus the Nix linters (the images
-# are added in nix/default.nix, on x86_64-linux). Every Rust check reuses
+# and the NixOS VM test are added in nix/default.nix, on x86_64-linux). Every Rust check reuses
 # the one dependency build (`cargoArtifacts`); none keeps a target directory as its output.
 {
   pkgs,

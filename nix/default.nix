@@ -70,8 +70,15 @@ in
         advisory-db
         ;
     }
-    # Image builds need Linux and take a while; one architecture is enough to prove them.
-    // lib.optionalAttrs (system == "x86_64-linux") { inherit image redis-image; };
+    # Image builds need Linux and take a while, and the NixOS test needs a KVM machine
+    # (docs/nix.md); one architecture is enough to prove them.
+    // lib.optionalAttrs (system == "x86_64-linux") {
+      inherit image redis-image;
+      nixos-module = import ./nixos-test.nix {
+        inherit pkgs;
+        module = self.nixosModules.default;
+      };
+    };
 
   apps = import ./apps.nix { inherit pkgs crate; };
 
