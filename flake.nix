@@ -15,7 +15,7 @@
   };
 
   outputs =
-    { nixpkgs, ... }@inputs:
+    { self, nixpkgs, ... }@inputs:
     let
       inherit (nixpkgs) lib;
       # The service, its images and its checks are built for Linux; the dev shell also on macOS.
@@ -36,5 +36,11 @@
       apps = outputFor linuxSystems "apps";
       devShells = outputFor allSystems "devShells";
       formatter = outputFor allSystems "formatter";
+
+      # services.timestamp-api (docs/nix.md, "NixOS"); its `package` defaults to this flake's.
+      nixosModules = {
+        default = self.nixosModules.timestamp-api;
+        timestamp-api = import ./nix/nixos-module.nix { inherit self; };
+      };
     };
 }

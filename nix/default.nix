@@ -20,16 +20,39 @@ let
     p: p.rust-bin.fromRustupToolchainFile ../rust-toolchain.toml
   );
 
+  # The dev shell's toolchain: the same channel and components, plus what editors need
+  # (rust-src for the standard library's sources, rust-analyzer). Kept out of the builds, so
+  # that the checks and packages do not depend on components they never use.
+  # rust-overlay's fromRustupToolchain takes the [toolchain] table's keys.
+  rustToolchain = (lib.importTOML ../rust-toolchain.toml).toolchain;
+  devCraneLib = (crane.mkLib pkgs).overrideToolchain (
+    p:
+    p.rust-bin.fromRustupToolchain (
+      rustToolchain
+      // {
+        components = rustToolchain.components or [ ] ++ [
+          "rust-src"
+          "rust-analyzer"
+        ];
+      }
+    )
+  );
+
   # What /version and the build_info metric report; a dirty tree says so.
   gitRevision = self.rev or self.dirtyRev or "unknown";
 
   crate = import ./package.nix { inherit pkgs craneLib gitRevision; };
   layeredImage = import ./layered-image.nix { inherit pkgs gitRevision; };
+  imageTag = import ./image-tag.nix;
   image = import ./image.nix {
     inherit layeredImage;
     inherit (crate) package;
+    tag = imageTag;
   };
-  redis-image = import ./redis-image.nix { inherit pkgs layeredImage; };
+  redis-image = import ./redis-image.nix {
+    inherit pkgs layeredImage;
+    tag = imageTag;
+  };
 in
 {
   packages = {
@@ -38,22 +61,30 @@ in
     inherit image redis-image;
   };
 
-  checks = import ./checks.nix {
-    inherit
-      pkgs
-      craneLib
-      crate
-      advisory-db
-      ;
-    # Image builds need Linux and take a while; one architecture is enough to prove them.
-    images = lib.optionalAttrs (system == "x86_64-linux") { inherit image redis-image; };
-  };
+  checks =
+    import ./checks.nix {
+      inherit
+        pkgs
+        craneLib
+        crate
+        advisory-db
+        ;
+    }
+    # Image builds need Linux and take a while, and the NixOS test needs a KVM machine
+    # (docs/nix.md); one architecture is enough to prove them.
+    // lib.optionalAttrs (system == "x86_64-linux") {
+      inherit image redis-image;
+      nixos-module = import ./nixos-test.nix {
+        inherit pkgs;
+        module = self.nixosModules.default;
+      };
+    };
 
   apps = import ./apps.nix { inherit pkgs crate; };
 
   devShells.default = import ./shell.nix {
-    inherit pkgs craneLib;
-    checks = self.checks.${system} or { };
+    inherit pkgs crate;
+    craneLib = devCraneLib;
   };
 
   formatter = pkgs.nixfmt-tree;

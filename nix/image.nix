@@ -4,13 +4,14 @@
 {
   layeredImage,
   package,
+  tag,
 }:
 let
   binary = "/bin/${package.meta.mainProgram}";
 in
 layeredImage {
   name = "timestamp-api";
-  inherit package;
+  inherit package tag;
   inherit (package) version;
   uid = "10001";
   home = "/var/empty";

@@ -12,6 +12,8 @@
 {
   name,
   package,
+  # The tag (nix/image-tag.nix) and the version of what is inside (the OCI version label).
+  tag,
   version,
   uid,
   home,
@@ -28,8 +30,7 @@ let
   seconds = n: n * 1000 * 1000 * 1000; # Docker's health check durations are nanoseconds.
 in
 pkgs.dockerTools.buildLayeredImage {
-  inherit name fakeRootCommands;
-  tag = version;
+  inherit name tag fakeRootCommands;
 
   # `package` links its bin/ into the image root, so the programs sit at /bin as in the
   # stand-in images (scripts/standin-images) and as compose and Kubernetes call them.

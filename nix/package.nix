@@ -20,11 +20,11 @@ let
     ];
   };
 
-  # Shared by every derivation below, so that they all reuse the same dependency build.
+  # Shared by every derivation below, so that they all reuse the same dependency build. No C
+  # libraries: the crate is pure Rust (no TLS), and it is built for Linux only.
   commonArgs = {
     inherit src;
     strictDeps = true;
-    buildInputs = lib.optionals pkgs.stdenv.hostPlatform.isDarwin [ pkgs.libiconv ];
   };
 
   cargoArtifacts = craneLib.buildDepsOnly commonArgs;

@@ -6,6 +6,7 @@
 {
   pkgs,
   layeredImage,
+  tag,
 }:
 let
   inherit (pkgs) lib;
@@ -29,8 +30,11 @@ in
 layeredImage {
   name = "timestamp-redis";
   package = redis;
+  # Tagged like the service image (nix/image-tag.nix), not with the Redis version: the
+  # deployments can then name the tag whatever Redis the nixpkgs pin holds. The version is in
+  # the org.opencontainers.image.version label and the description.
+  inherit tag uid;
   inherit (redis) version;
-  inherit uid;
   home = "/data";
   description = "Redis ${redis.version} for timestamp-api";
   licenses = lib.concatMapStringsSep " OR " (license: license.spdxId or license.shortName) (
