@@ -110,38 +110,41 @@ let
 
   # What systemd-analyze security rates, for a unit that needs the network and nothing else
   # (docs/nix.md, "The VM test", has the exposure this comes to).
-  hardening = {
-    CapabilityBoundingSet = "";
-    AmbientCapabilities = "";
-    NoNewPrivileges = true;
-    DevicePolicy = "closed";
-    KeyringMode = "private";
-    LockPersonality = true;
-    MemoryDenyWriteExecute = true;
-    PrivateDevices = true;
-    PrivateMounts = true;
-    PrivateTmp = true;
-    PrivateUsers = true;
-    ProtectClock = true;
-    ProtectControlGroups = true;
-    ProtectHome = true;
-    ProtectHostname = true;
-    ProtectKernelLogs = true;
-    ProtectKernelModules = true;
-    ProtectKernelTunables = true;
-    ProtectProc = "invisible";
-    ProtectSystem = "strict";
-    RestrictNamespaces = true;
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    SystemCallArchitectures = "native";
-    SystemCallFilter = [
-      "@system-service"
-      "~@privileged"
-    ];
-    SystemCallErrorNumber = "EPERM";
-    UMask = "0077";
-  };
+  hardening =
+    lib.genAttrs [
+      "NoNewPrivileges"
+      "LockPersonality"
+      "MemoryDenyWriteExecute"
+      "PrivateDevices"
+      "PrivateMounts"
+      "PrivateTmp"
+      "PrivateUsers"
+      "ProtectClock"
+      "ProtectControlGroups"
+      "ProtectHome"
+      "ProtectHostname"
+      "ProtectKernelLogs"
+      "ProtectKernelModules"
+      "ProtectKernelTunables"
+      "RestrictNamespaces"
+      "RestrictRealtime"
+      "RestrictSUIDSGID"
+    ] (_: true)
+    // {
+      CapabilityBoundingSet = "";
+      AmbientCapabilities = "";
+      DevicePolicy = "closed";
+      KeyringMode = "private";
+      ProtectProc = "invisible";
+      ProtectSystem = "strict";
+      SystemCallArchitectures = "native";
+      SystemCallFilter = [
+        "@system-service"
+        "~@privileged"
+      ];
+      SystemCallErrorNumber = "EPERM";
+      UMask = "0077";
+    };
 in
 {
   options.services.timestamp-api = {
