@@ -87,6 +87,10 @@ let
   # process' own files; systemd's default soft limit (1024) is below that.
   fileLimit = 2 * (if cfg.maxConnections == null then 1024 else cfg.maxConnections) + 256;
 
+  # The commands the service sends, as scripts/secrets and the tests read them too
+  # (deploy/redis-acl/README.md).
+  serviceCommands = lib.removeSuffix "\n" (builtins.readFile ../deploy/redis-acl/service.commands);
+
   # Writes the local Redis' ACL: the default user off, and the service's user with the SHA-256
   # of its password (never the password), limited to the key prefix and the commands the
   # service sends: the same rules as scripts/secrets writes for compose and Kubernetes.
@@ -96,13 +100,14 @@ let
     text = ''
       user=${lib.escapeShellArg cfg.redis.username}
       prefix=${lib.escapeShellArg cfg.redis.keyPrefix}
+      commands=${lib.escapeShellArg serviceCommands}
       # The service strips one trailing newline (and a carriage return before it); so does this.
       password=$(cat "$CREDENTIALS_DIRECTORY/redis-password")
       password=''${password%$'\r'}
       hash=$(printf '%s' "$password" | sha256sum | cut -d ' ' -f 1)
       printf '%s\n' \
         'user default off' \
-        "user $user on #$hash ~$prefix* resetchannels -@all +get +set +del +scan +mget +ping" \
+        "user $user on #$hash ~$prefix* resetchannels -@all $commands" \
         >"$RUNTIME_DIRECTORY/users.acl.new"
       mv "$RUNTIME_DIRECTORY/users.acl.new" "$RUNTIME_DIRECTORY/users.acl"
     '';

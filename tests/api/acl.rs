@@ -1,7 +1,7 @@
-//! The service against a Redis whose ACL allows exactly the commands the docs list (GET, SET,
-//! DEL, SCAN, MGET, PING; and WAIT and INFO for Sentinel with replica acknowledgements) on the
-//! key prefix, with the default user off: the whole API works, and Redis records no denied
-//! command.
+//! The service against a Redis whose ACL allows exactly the commands the deployments allow it
+//! (deploy/redis-acl: GET, SET, DEL, SCAN, MGET, PING; and INFO and WAIT for Sentinel with
+//! replica acknowledgements) on the key prefix, with the default user off: the whole API works,
+//! and Redis records no denied command.
 
 use std::time::Duration;
 
@@ -10,19 +10,21 @@ use redis::Commands;
 use crate::helpers::{Client, RedisServer, ServiceProcess, TestApp, eventually, metric};
 use crate::topology::{ADMIN, MASTER, Topology};
 
-const ACL: &str = "\
-user default off
-user app on >app-password ~ts:* resetchannels -@all +get +set +del +scan +mget +ping
-user admin on >admin-password ~* &* +@all
-";
+/// The commands the deployments allow the service (deploy/redis-acl/README.md).
+pub const SERVICE_COMMANDS: &str = include_str!("../../deploy/redis-acl/service.commands");
+const SENTINEL_COMMANDS: &str = include_str!("../../deploy/redis-acl/service-sentinel.commands");
 
-/// With Sentinel and `redis.min_replica_acks`: WAIT after writes, INFO for the primary's role
-/// and its replicas. Replication and the Sentinels use `admin` (topology.rs).
-const SENTINEL_ACL: &str = "\
-user default off
-user app on >app-password ~ts:* resetchannels -@all +get +set +del +scan +mget +ping +wait +info
-user admin on >admin-password ~* &* +@all
-";
+/// An ACL with the default user off, `app` (password `app-password`) allowed `commands` on the
+/// `ts:` keys, and `admin`.
+fn acl(commands: &[&str]) -> String {
+    let commands: Vec<&str> = commands.iter().map(|list| list.trim()).collect();
+    format!(
+        "user default off\n\
+         user app on >app-password ~ts:* resetchannels -@all {}\n\
+         user admin on >admin-password ~* &* +@all\n",
+        commands.join(" ")
+    )
+}
 
 /// Every operation of the API, each of which must succeed.
 async fn every_operation_succeeds(api: Client) {
@@ -75,7 +77,7 @@ fn assert_nothing_denied(port: u16) {
 async fn the_documented_command_set_is_all_the_service_needs() {
     let dir = tempfile::tempdir().unwrap();
     let acl_file = dir.path().join("users.acl");
-    std::fs::write(&acl_file, ACL).unwrap();
+    std::fs::write(&acl_file, acl(&[SERVICE_COMMANDS])).unwrap();
     let redis = RedisServer::start_with(&["--aclfile", acl_file.to_str().unwrap()]);
 
     let app = TestApp::spawn(redis, |config| {
@@ -103,7 +105,8 @@ async fn the_documented_command_set_is_all_the_service_needs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_sentinel_and_replica_acks_wait_and_info_are_all_the_service_adds() {
-    let topology = Topology::start_with_acl(Some(SENTINEL_ACL)).await;
+    let topology =
+        Topology::start_with_acl(Some(&acl(&[SERVICE_COMMANDS, SENTINEL_COMMANDS]))).await;
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("redis_password");
     std::fs::write(&password_file, "app-password\n").unwrap();

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::acl::SERVICE_COMMANDS;
 use crate::helpers::{RedisServer, ServiceProcess, binary, eventually, slack};
 
 #[tokio::test]
@@ -308,7 +309,14 @@ async fn the_redis_password_never_appears_in_logs_config_output_or_error_bodies(
     const WRONG_PASSWORD: &str = "pw-wrong-91c04d2b7f";
     let dir = tempfile::tempdir().unwrap();
     let acl = dir.path().join("users.acl");
-    std::fs::write(&acl, format!("user default off\nuser app on >{PASSWORD} ~ts:* resetchannels -@all +get +set +del +scan +mget +ping\n")).unwrap();
+    std::fs::write(
+        &acl,
+        format!(
+            "user default off\nuser app on >{PASSWORD} ~ts:* resetchannels -@all {}\n",
+            SERVICE_COMMANDS.trim()
+        ),
+    )
+    .unwrap();
     let (right, wrong) = (dir.path().join("right"), dir.path().join("wrong"));
     std::fs::write(&right, format!("{PASSWORD}\n")).unwrap();
     std::fs::write(&wrong, WRONG_PASSWORD).unwrap();
