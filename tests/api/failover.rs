@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::helpers::{HEAVY, ServiceProcess, eventually, metric};
+use crate::helpers::{HEAVY, ServiceProcess, eventually, metric, slack};
 use crate::topology::{DOWN_AFTER, MASTER, Topology};
 
 const WRITERS: usize = 4;
@@ -39,8 +39,10 @@ const QUIET_AFTER_MANUAL_FAILOVER: Duration = Duration::from_secs(10);
 /// with a margin, 30 s.
 const REJOIN_WITHIN: Duration = Duration::from_secs(30);
 /// The service reads the replication state once a second (`CHECK_INTERVAL` in
-/// src/store/link.rs); with a margin, 3 s.
-const GAUGES_WITHIN: Duration = Duration::from_secs(3);
+/// src/store/link.rs), and the slack any step gets.
+fn gauges_within() -> Duration {
+    Duration::from_secs(1) + slack()
+}
 
 /// One write and its answer; status 0 when the connection failed.
 struct Write {
@@ -287,7 +289,7 @@ async fn after_a_sigkill_of_the_primary_writes_resume_and_every_acknowledged_wri
             t.is_attached_replica(old)
         })
         .await;
-    let metrics = eventually(GAUGES_WITHIN, || async {
+    let metrics = eventually(gauges_within(), || async {
         let text = service.admin.get("/metrics").await.text();
         metric(&text, "timestamp_api_redis_replicas_connected") == Some(2.0)
     })
