@@ -126,7 +126,8 @@ impl Metrics {
             redis_reconnections: counters(
                 "timestamp_api_redis_reconnections_total",
                 "New connections to the Redis primary, by cause: readonly (the node answered \
-                 READONLY), connection_lost, or primary_moved (Sentinel names another node).",
+                 READONLY), connection_lost, primary_moved (Sentinel names another node), or \
+                 unresponsive (with redis.url, two checks in a row without an answer).",
                 &["cause"],
             ),
             replication: OnceLock::new(),
@@ -226,6 +227,12 @@ impl Metrics {
             let _ = self.0.redis_primary.remove_label_values(&[previous]);
         }
         self.0.redis_primary.with_label_values(&[current]).set(1);
+    }
+
+    /// No primary in use (between connections).
+    pub fn unset_primary(&self, address: &str) {
+        // Absent only if it was never set, which is what removing wants anyway.
+        let _ = self.0.redis_primary.remove_label_values(&[address]);
     }
 
     pub fn count_failover(&self) {

@@ -9,13 +9,17 @@
 //! reconnection: no stampede.
 //!
 //! The connector connects (to `redis.url`, or to the node Sentinel names, after checking with
-//! `INFO replication` that it is a primary), publishes the connection, then checks it once a
-//! second: with a URL, a PING; with Sentinel, whether Sentinel still names the same node, and
-//! the node's replication state for the metrics. A broken connection is replaced at once if it
-//! had served for a while, else after a back-off of 50 ms doubling to 400 ms, so that a node
-//! that keeps answering READONLY is not hammered. Dropping the last `Store` ends the task.
+//! `INFO replication` that it is a primary; a node it cannot use makes it ask another Sentinel
+//! first next time), publishes the connection (two when writes wait for replicas: Redis holds a
+//! connection during `WAIT`), then checks it once a second: with a URL, a PING (two in a row
+//! unanswered, and the connection is replaced: the node may be gone without closing it); with
+//! Sentinel, whether Sentinel still names the same node, and the node's replication state for
+//! the metrics. A broken connection is replaced at once if it had served for a while, else
+//! after a back-off of 50 ms doubling to 400 ms, so that a node that keeps answering READONLY
+//! is not hammered. Dropping the last `Store` ends the task.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -33,6 +37,8 @@ const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(400);
 /// A connection that served this long before it broke is replaced without waiting.
 const STABLE_AFTER: Duration = Duration::from_secs(1);
+/// With a URL: checks in a row without an answer to PING before the connection is replaced.
+const UNANSWERED_PINGS: u32 = 2;
 
 /// What a request saw that the connector should act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,14 +67,25 @@ pub enum Target {
 pub struct Link {
     current: watch::Receiver<Current>,
     reports: Arc<watch::Sender<Report>>,
+    wrote: Arc<AtomicBool>,
 }
 
 #[derive(Clone, Default)]
 struct Current {
     /// Counts publications, so that a request can wait for one newer than a bad connection.
     generation: u64,
-    connection: Option<MultiplexedConnection>,
+    connections: Option<Connections>,
     primary: Option<Arc<str>>,
+}
+
+/// The connections to one primary.
+#[derive(Clone)]
+struct Connections {
+    shared: MultiplexedConnection,
+    /// Where writes go: a connection of their own when each is followed by `WAIT`, because
+    /// Redis blocks a connection during `WAIT`, and reads and readiness checks must not queue
+    /// behind it; otherwise the shared one.
+    writes: MultiplexedConnection,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -77,39 +94,43 @@ struct Report {
     trouble: Option<Trouble>,
 }
 
-/// A connection to use, and its generation (for a report about it).
+/// The connections to use, and their generation (for a report about them).
 pub struct Connected {
     pub generation: u64,
     pub connection: MultiplexedConnection,
+    pub writes: MultiplexedConnection,
 }
 
 impl Link {
     /// Starts the connector; it connects in the background at once.
     pub fn start(
         target: Target,
-        connect_timeout: Duration,
-        command_timeout: Duration,
+        timeouts: Timeouts,
+        separate_writes: bool,
         metrics: Metrics,
     ) -> Self {
         let (current_tx, current) = watch::channel(Current::default());
         let (reports, reports_rx) = watch::channel(Report::default());
         let replication = matches!(target, Target::Sentinel { .. }).then(|| metrics.replication());
+        let wrote = Arc::new(AtomicBool::new(false));
         let connector = Connector {
             target,
-            connect_timeout,
-            command_timeout,
+            timeouts,
+            separate_writes,
             current: current_tx,
             reports: reports_rx,
             metrics,
             replication,
             generation: 0,
             primary: None,
-            demoted: false,
+            wrote: wrote.clone(),
+            unanswered_pings: 0,
         };
         tokio::spawn(connector.run());
         Self {
             current,
             reports: Arc::new(reports),
+            wrote,
         }
     }
 
@@ -118,13 +139,21 @@ impl Link {
     pub async fn connected(&self, after: u64) -> Option<Connected> {
         let mut current = self.current.clone();
         let current = current
-            .wait_for(|current| current.generation > after && current.connection.is_some())
+            .wait_for(|current| current.generation > after && current.connections.is_some())
             .await
             .ok()?;
+        let connections = current.connections.clone()?;
         Some(Connected {
             generation: current.generation,
-            connection: current.connection.clone()?,
+            connection: connections.shared,
+            writes: connections.writes,
         })
+    }
+
+    /// Notes that a write succeeded: the node took writes, so a READONLY from it later is a
+    /// demotion (with a URL, the only sign of a failover).
+    pub fn wrote(&self) {
+        self.wrote.store(true, Ordering::Relaxed);
     }
 
     /// Tells the connector about trouble with connection `generation`. Only the first report
@@ -146,7 +175,7 @@ impl Link {
     /// The primary's address while connected to it.
     pub fn primary(&self) -> Option<Arc<str>> {
         let current = self.current.borrow();
-        current.connection.as_ref().and(current.primary.clone())
+        current.connections.as_ref().and(current.primary.clone())
     }
 }
 
@@ -162,10 +191,17 @@ enum ConnectError {
     NotPrimary(String),
 }
 
+/// `redis.connect_timeout` and `redis.command_timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub command: Duration,
+}
+
 struct Connector {
     target: Target,
-    connect_timeout: Duration,
-    command_timeout: Duration,
+    timeouts: Timeouts,
+    separate_writes: bool,
     current: watch::Sender<Current>,
     reports: watch::Receiver<Report>,
     metrics: Metrics,
@@ -173,9 +209,11 @@ struct Connector {
     generation: u64,
     /// The primary of the last connection, to see changes.
     primary: Option<Arc<str>>,
-    /// With a URL: the node answered READONLY, and no connection has served for long since; a
-    /// demotion is counted as a failover once.
-    demoted: bool,
+    /// Set by requests when a write succeeded, taken back here at a READONLY: with a URL, a
+    /// demotion is counted as a failover once, however many writes then see READONLY.
+    wrote: Arc<AtomicBool>,
+    /// With a URL: checks in a row whose PING got no answer in time.
+    unanswered_pings: u32,
 }
 
 impl Connector {
@@ -191,7 +229,7 @@ impl Connector {
                 } => attempt,
                 () = requests.closed() => return,
             };
-            let (primary, connection) = match attempt {
+            let (primary, connections) = match attempt {
                 Ok(connected) => connected,
                 Err(error) => {
                     tracing::debug!(%error, "cannot connect to the Redis primary; retrying");
@@ -199,26 +237,27 @@ impl Connector {
                     continue;
                 }
             };
-            self.publish(primary.clone(), Some(connection.clone()), cause);
+            self.publish(primary.clone(), Some(connections.clone()), cause);
             let since = Instant::now();
-            let Some(trouble) = self.watch(&connection).await else {
+            let Some(trouble) = self.watch(&connections.shared).await else {
                 return;
             };
-            drop(connection);
+            drop(connections);
             // Requests wait for the next connection rather than use this one again.
             self.publish(primary.clone(), None, None);
-            let stable = since.elapsed() >= STABLE_AFTER;
-            if stable {
+            if since.elapsed() >= STABLE_AFTER {
                 pause = Duration::ZERO;
-                self.demoted = false;
                 tracing::warn!(%primary, cause = trouble, "reconnecting to the Redis primary");
             } else {
                 pause = (pause * 2).clamp(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY);
                 tracing::debug!(%primary, cause = trouble, "reconnecting to the Redis primary");
             }
-            if trouble == "readonly" && matches!(self.target, Target::Url(_)) && !self.demoted {
-                // Behind a URL a failover shows only as this: the node was demoted.
-                self.demoted = true;
+            if trouble == "readonly"
+                && matches!(self.target, Target::Url(_))
+                && self.wrote.swap(false, Ordering::Relaxed)
+            {
+                // Behind a URL a failover shows only as this: a node that took writes was
+                // demoted.
                 self.metrics.count_failover();
                 tracing::warn!(%primary, "the Redis node behind redis.url answered READONLY");
             }
@@ -226,47 +265,79 @@ impl Connector {
         }
     }
 
-    /// One attempt: the address, and a connection to it that is ready for requests.
-    async fn connect(&mut self) -> Result<(Arc<str>, MultiplexedConnection), ConnectError> {
-        let info = match &mut self.target {
-            Target::Url(info) => info.clone(),
+    /// One attempt: the address, and connections to it that are ready for requests. With
+    /// Sentinel, a node that cannot be reached or is not a primary makes the next attempt ask
+    /// another Sentinel first: the one that named it may be cut off and out of date.
+    async fn connect(&mut self) -> Result<(Arc<str>, Connections), ConnectError> {
+        let attempt = self.connect_to_primary().await;
+        if let (
+            Err(
+                ConnectError::Redis { .. } | ConnectError::Timeout(_) | ConnectError::NotPrimary(_),
+            ),
+            Target::Sentinel { sentinels, .. },
+        ) = (&attempt, &mut self.target)
+        {
+            sentinels.distrust_last();
+        }
+        attempt
+    }
+
+    async fn connect_to_primary(&mut self) -> Result<(Arc<str>, Connections), ConnectError> {
+        // The primary is named as Sentinel names it (an IPv6 host in brackets), so that a
+        // check can compare the two.
+        let (info, primary) = match &mut self.target {
+            Target::Url(info) => (info.clone(), info.addr().to_string()),
             Target::Sentinel { sentinels, node } => {
                 let address = sentinels.primary().await?;
-                node.clone()
-                    .set_addr(ConnectionAddr::Tcp(address.host, address.port))
+                let primary = address.to_string();
+                let info = node
+                    .clone()
+                    .set_addr(ConnectionAddr::Tcp(address.host, address.port));
+                (info, primary)
             }
         };
-        let primary = info.addr().to_string();
         let failed = |source| ConnectError::Redis {
             primary: primary.clone(),
             source,
         };
-        // No response timeout on the connection: every use of it has a deadline of its own,
-        // and a timeout inside redis-rs would look like a lost connection.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(None);
         let client = Client::open(info).map_err(failed)?;
-        let connection = tokio::time::timeout(
-            self.connect_timeout,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| ConnectError::Timeout(primary.clone()))?
-        .map_err(failed)?;
+        let shared = self.open(&client, &primary).await?;
         if matches!(self.target, Target::Sentinel { .. })
             && !self
-                .replication_of(&connection)
+                .replication_of(&shared)
                 .await
                 .map_err(failed)?
                 .is_primary
         {
-            if let Target::Sentinel { sentinels, .. } = &mut self.target {
-                sentinels.distrust_last();
-            }
             return Err(ConnectError::NotPrimary(primary));
         }
-        Ok((primary.into(), connection))
+        let writes = match self.separate_writes {
+            true => self.open(&client, &primary).await?,
+            false => shared.clone(),
+        };
+        Ok((primary.into(), Connections { shared, writes }))
+    }
+
+    async fn open(
+        &self,
+        client: &Client,
+        primary: &str,
+    ) -> Result<MultiplexedConnection, ConnectError> {
+        // No response timeout on the connection: every use of it has a deadline of its own,
+        // and a timeout inside redis-rs would look like a lost connection.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeouts.connect))
+            .set_response_timeout(None);
+        tokio::time::timeout(
+            self.timeouts.connect,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| ConnectError::Timeout(primary.to_owned()))?
+        .map_err(|source| ConnectError::Redis {
+            primary: primary.to_owned(),
+            source,
+        })
     }
 
     /// Waits until the connection must be replaced, and says why (a `cause` label of
@@ -305,10 +376,23 @@ impl Connector {
                 let ping = redis::cmd("PING");
                 let mut connection = connection.clone();
                 let pong = ping.query_async::<String>(&mut connection);
-                match tokio::time::timeout(self.command_timeout, pong).await {
-                    Ok(result) => result.map(|_| ()),
-                    // A stalled Redis: nothing a new connection would change.
-                    Err(_) => return None,
+                match tokio::time::timeout(self.timeouts.command, pong).await {
+                    Ok(result) => {
+                        self.unanswered_pings = 0;
+                        result.map(|_| ())
+                    }
+                    // Once may be a stalled Redis, which a new connection would not help; twice
+                    // in a row may as well be a node gone without closing the connection (a
+                    // crash, a partition), which only a new connection finds out about, and
+                    // whose name may lead elsewhere by now.
+                    Err(_) => {
+                        self.unanswered_pings += 1;
+                        if self.unanswered_pings < UNANSWERED_PINGS {
+                            return None;
+                        }
+                        self.unanswered_pings = 0;
+                        return Some("unresponsive");
+                    }
                 }
             }
             Target::Sentinel { sentinels, .. } => {
@@ -347,7 +431,7 @@ impl Connector {
         let mut info = redis::cmd("INFO");
         info.arg("replication");
         let info = tokio::time::timeout(
-            self.command_timeout,
+            self.timeouts.command,
             info.query_async::<String>(&mut connection),
         )
         .await
@@ -371,10 +455,13 @@ impl Connector {
     fn publish(
         &mut self,
         primary: Arc<str>,
-        connection: Option<MultiplexedConnection>,
+        connections: Option<Connections>,
         cause: Option<&'static str>,
     ) {
-        if connection.is_some() {
+        if connections.is_none() {
+            // Only the primary in use is 1; between connections there is none.
+            self.metrics.unset_primary(&primary);
+        } else {
             match self.primary.as_deref() {
                 None => {
                     let sentinel_master = match &self.target {
@@ -398,7 +485,7 @@ impl Connector {
         self.generation += 1;
         self.current.send_replace(Current {
             generation: self.generation,
-            connection,
+            connections,
             primary: Some(primary),
         });
     }

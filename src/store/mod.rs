@@ -35,7 +35,7 @@ mod list;
 mod replication;
 mod sentinel;
 
-use link::{Connected, Link, Target, Trouble};
+use link::{Connected, Link, Target, Timeouts, Trouble};
 pub use list::Page;
 use sentinel::Sentinels;
 
@@ -110,8 +110,11 @@ impl Store {
         Ok(Self {
             link: Link::start(
                 target,
-                config.connect_timeout,
-                config.command_timeout,
+                Timeouts {
+                    connect: config.connect_timeout,
+                    command: config.command_timeout,
+                },
+                config.min_replica_acks > 0,
                 metrics.clone(),
             ),
             prefix: config.key_prefix.as_str().into(),
@@ -191,32 +194,39 @@ impl Store {
 
     /// A write, then, with `redis.min_replica_acks` above 0, `WAIT` on the same connection:
     /// WAIT counts the replicas that have every write this connection sent so far, ours
-    /// included. On another connection it would count none of ours.
+    /// included. On another connection it would count none of ours. Writes have a connection
+    /// of their own then (`link.rs`), as Redis holds the connection during `WAIT`.
     async fn write<T: FromRedisValue>(
         &self,
         write: impl Fn() -> RedisCommand,
     ) -> Result<T, StoreError> {
-        self.run(Resend::IfNotApplied, |mut attempt| {
-            let write = write();
-            async move {
-                let reply = attempt.query(write).await?;
-                let Some(acks) = attempt.store.replica_acks else {
-                    return Ok(reply);
-                };
-                // At most 30 s by the configuration check, so the milliseconds fit.
-                let millis = u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX);
-                let wait = command("WAIT").arg(acks.count).arg(millis);
-                let acked: u32 = attempt.query(wait).await?;
-                if acked < acks.count {
-                    return Err(StoreError::NotReplicated {
-                        acked,
-                        wanted: acks.count,
-                    });
+        let written = self
+            .run(Resend::IfNotApplied, |mut attempt| {
+                let write = write();
+                async move {
+                    let reply = attempt.query(write).await?;
+                    let Some(acks) = attempt.store.replica_acks else {
+                        return Ok(reply);
+                    };
+                    // At most 30 s by the configuration check, so the milliseconds fit.
+                    let millis = u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX);
+                    let wait = command("WAIT").arg(acks.count).arg(millis);
+                    let acked: u32 = attempt.query(wait).await?;
+                    if acked < acks.count {
+                        return Err(StoreError::NotReplicated {
+                            acked,
+                            wanted: acks.count,
+                        });
+                    }
+                    Ok(reply)
                 }
-                Ok(reply)
-            }
-        })
-        .await
+            })
+            .await;
+        // Applied, replicated or not: the node takes writes.
+        if matches!(written, Ok(_) | Err(StoreError::NotReplicated { .. })) {
+            self.link.wrote();
+        }
+        written
     }
 
     /// Runs `attempt` on the current connection until it succeeds, fails for good, or
@@ -233,12 +243,19 @@ impl Store {
                 let Connected {
                     generation,
                     connection,
+                    writes,
                 } = self
                     .link
                     .connected(bad)
                     .await
                     .ok_or(StoreError::Disconnected)?;
                 used = Some(generation);
+                // Reads on the shared connection, writes on theirs (the same one unless each
+                // write waits for replicas).
+                let connection = match resend {
+                    Resend::Always => connection,
+                    Resend::IfNotApplied => writes,
+                };
                 let error = match attempt(Attempt {
                     store: self,
                     connection,

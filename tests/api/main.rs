@@ -13,5 +13,6 @@ mod hostile;
 mod listing;
 mod process;
 mod replicas;
+mod sentinel;
 mod timestamps;
 mod topology;
