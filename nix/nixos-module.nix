@@ -101,8 +101,11 @@ let
       user=${lib.escapeShellArg cfg.redis.username}
       prefix=${lib.escapeShellArg cfg.redis.keyPrefix}
       commands=${lib.escapeShellArg serviceCommands}
-      # The service strips one trailing newline (and a carriage return before it); so does this.
-      password=$(cat "$CREDENTIALS_DIRECTORY/redis-password")
+      # The service strips one trailing newline (and a carriage return before it); so does this
+      # (`$(…)` alone would strip every trailing newline: the x keeps them).
+      password=$(cat "$CREDENTIALS_DIRECTORY/redis-password"; printf x)
+      password=''${password%x}
+      password=''${password%$'\n'}
       password=''${password%$'\r'}
       hash=$(printf '%s' "$password" | sha256sum | cut -d ' ' -f 1)
       printf '%s\n' \

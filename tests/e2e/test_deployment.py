@@ -552,6 +552,14 @@ def ha_api_survives_the_loss_of_the_primary():
     wait_for("writes are acknowledged again",
              lambda: put_json("/v1/timestamps/e2e-ha-after", {"epoch_ms": 9999}, port=API_HA_PORT)[0] in (200, 201), 15)
     assert info(as_admin(HA_NODES[primary], "INFO", "replication")).get("role") == "slave"
+
+    # The promoted node restarts, as after a crash: it must not come back as a replica of its
+    # own replica (a fixed --replicaof did that: no primary at all until another failover).
+    ha("restart", HA_NODES[survivor])
+    wait_for("writes are acknowledged after the promoted node restarted",
+             lambda: put_json("/v1/timestamps/e2e-ha-restarted", {"epoch_ms": 7}, port=API_HA_PORT)[0] in (200, 201),
+             DOWN_AFTER + 10)
+    wait_for_topology(primary_by("sentinel-1"), within=40)
     # The ACLs allowed everything the service, the Sentinels and the replica sent meanwhile.
     for service in (*HA_NODES.values(), *SENTINELS):
         assert as_admin(service, "ACL", "LOG") == "", f"{service} refused a command: {as_admin(service, 'ACL', 'LOG')}"
