@@ -553,10 +553,15 @@ def ha_api_survives_the_loss_of_the_primary():
              lambda: put_json("/v1/timestamps/e2e-ha-after", {"epoch_ms": 9999}, port=API_HA_PORT)[0] in (200, 201), 15)
     assert info(as_admin(HA_NODES[primary], "INFO", "replication")).get("role") == "slave"
 
-    # The promoted node restarts, as after a crash: it must not come back as a replica of its
-    # own replica (a fixed --replicaof did that: no primary at all until another failover).
-    ha("restart", HA_NODES[survivor])
-    wait_for("writes are acknowledged after the promoted node restarted",
+    # A primary that restarts, as after a crash, must come back as the primary, not as a
+    # replica of its own replica (a fixed --replicaof on redis-replica did that: no primary at
+    # all until another failover). So redis-replica is made the primary, then restarted.
+    promoted = f"{HA_NETWORK}.12"
+    if primary_by("sentinel-1") != promoted:
+        assert as_admin("sentinel-1", "SENTINEL", "FAILOVER", MASTER) == "OK"
+        wait_for_topology(promoted, within=30)
+    ha("restart", HA_NODES[promoted])
+    wait_for("writes are acknowledged after the primary restarted",
              lambda: put_json("/v1/timestamps/e2e-ha-restarted", {"epoch_ms": 7}, port=API_HA_PORT)[0] in (200, 201),
              DOWN_AFTER + 10)
     wait_for_topology(primary_by("sentinel-1"), within=40)
