@@ -91,12 +91,20 @@ impl Topology {
             acl: acl.is_some(),
             _acl_dir: acl_dir,
         };
-        // Sentinels learn the replicas from the primary's INFO: have them attached first.
+        // Sentinels learn the replicas from the primary's INFO: have them attached first, and
+        // done with their initial sync (`state=online`): until then a replica acknowledges no
+        // write, and a `WAIT` for one would fail (seen on a loaded machine, where
+        // `connected_slaves` counts a replica still loading the primary's snapshot).
         let primary_port = topology.nodes[0].port();
         topology
-            .until("both replicas are attached", Duration::from_secs(10), |t| {
-                t.info(primary_port)
-                    .is_some_and(|info| field(&info, "connected_slaves") == Some("2"))
+            .until("both replicas are in sync", Duration::from_secs(10), |t| {
+                t.info(primary_port).is_some_and(|info| {
+                    let online = info
+                        .lines()
+                        .filter(|line| line.starts_with("slave") && line.contains("state=online"))
+                        .count();
+                    online == 2
+                })
             })
             .await;
         let mut config = format!(
