@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::Commands;
 
-use crate::helpers::{Client, RedisServer, ServiceProcess, TestApp, eventually, metric};
+use crate::helpers::{Client, RedisServer, ServiceProcess, TestApp, eventually, metric, slack};
 use crate::topology::{ADMIN, MASTER, Topology};
 
 /// The commands the deployments allow the service (deploy/redis-acl/README.md).
@@ -120,6 +120,17 @@ async fn with_sentinel_and_replica_acks_wait_and_info_are_all_the_service_adds()
             password_file.to_str().unwrap(),
         ),
         ("TSAPI_REDIS__MIN_REPLICA_ACKS", "1"),
+        // This test is about what the ACL allows, not about time: on a loaded machine a
+        // replica's acknowledgement can take longer than the 100 ms default, so the bounds are
+        // the slack (the acknowledgement) and three times it (the whole request).
+        (
+            "TSAPI_REDIS__REPLICA_ACK_TIMEOUT",
+            &humantime::format_duration(slack()).to_string(),
+        ),
+        (
+            "TSAPI_REDIS__COMMAND_TIMEOUT",
+            &humantime::format_duration(slack() * 3).to_string(),
+        ),
     ]);
     eventually(Duration::from_secs(5), || async {
         service.admin.get("/readyz").await.status == 200
