@@ -9,13 +9,31 @@ use std::time::Duration;
 use timestamp_api::Config;
 
 use crate::helpers::{
-    RedisServer, TestApp, eventually, metric, reconnects_within, slack, spawn_app,
+    Client, RedisServer, TestApp, eventually, metric, reconnects_within, slack, spawn_app,
 };
 
 /// The service reconnects at most 400 ms after a failed attempt (src/store/link.rs), and a
 /// write waits up to `redis.command_timeout`.
 fn recovers_within() -> Duration {
     reconnects_within() + Config::default().redis.command_timeout
+}
+
+/// Makes `node` a replica of `primary`, or a primary again (`REPLICAOF NO ONE`).
+fn replica_of(node: &RedisServer, primary: Option<&RedisServer>) {
+    let mut command = redis::cmd("REPLICAOF");
+    match primary {
+        Some(primary) => command.arg("127.0.0.1").arg(primary.port()),
+        None => command.arg("NO").arg("ONE"),
+    };
+    let () = command.query(&mut node.client()).unwrap();
+}
+
+/// Waits, up to `recovers_within`, for a PUT of `path` to succeed.
+async fn until_writes_succeed(api: Client, path: &str) {
+    eventually(recovers_within(), || async {
+        api.put_empty(path).await.status.is_success()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -45,14 +63,7 @@ async fn a_write_too_few_replicas_acknowledge_is_applied_but_answered_503_not_re
     // With a replica attached, the same writes are acknowledged.
     let port = app.redis.port().to_string();
     let _replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
-    eventually(recovers_within(), || async {
-        app.api
-            .put_empty("/v1/timestamps/b")
-            .await
-            .status
-            .is_success()
-    })
-    .await;
+    until_writes_succeed(app.api, "/v1/timestamps/b").await;
     let deleted = app.api.delete("/v1/timestamps/b").await;
     assert_eq!(deleted.status, 204, "{:?}", deleted.body);
 }
@@ -64,13 +75,7 @@ async fn a_demoted_node_behind_the_url_answers_503s_never_500s_and_serves_once_p
     assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
 
     // The node behind the URL becomes a replica: writes to it answer READONLY.
-    let mut node = app.redis.client();
-    let port = other.port();
-    let () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(port)
-        .query(&mut node)
-        .unwrap();
+    replica_of(&app.redis, Some(&other));
     for _ in 0..10 {
         app.api
             .put_json("/v1/timestamps/a", r#"{"epoch_ms": 1}"#)
@@ -91,11 +96,7 @@ async fn a_demoted_node_behind_the_url_answers_503s_never_500s_and_serves_once_p
     );
 
     // Promoted again: the service reconnects to the same URL and writes succeed.
-    let () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query(&mut node)
-        .unwrap();
+    replica_of(&app.redis, None);
     let took = eventually(recovers_within(), || async {
         let response = app
             .api
@@ -163,11 +164,7 @@ async fn a_demoted_node_behind_the_url_counts_one_failover_however_spaced_the_wr
     let app = spawn_app().await;
     let other = RedisServer::start();
     assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
-    let () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(other.port())
-        .query(&mut app.redis.client())
-        .unwrap();
+    replica_of(&app.redis, Some(&other));
     for _ in 0..3 {
         app.api
             .put_json("/v1/timestamps/a", r#"{"epoch_ms": 1}"#)
@@ -202,12 +199,5 @@ async fn a_node_behind_the_url_that_stops_answering_gets_a_new_connection() {
     })
     .await;
     app.redis.resume();
-    eventually(recovers_within(), || async {
-        app.api
-            .put_empty("/v1/timestamps/a")
-            .await
-            .status
-            .is_success()
-    })
-    .await;
+    until_writes_succeed(app.api, "/v1/timestamps/a").await;
 }
