@@ -7,6 +7,7 @@
 //! direct Redis connections they use have a short timeout, so a killed node costs a poll, not a
 //! hang.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -212,6 +213,49 @@ impl Topology {
             .expect("a direct connection to a data node")
     }
 
+    /// Starts recording the failovers the Sentinels announce (`+switch-master`); returns once
+    /// subscribed to every Sentinel, so that no later announcement is missed.
+    pub fn watch_switches(&self) -> Switches {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (subscribed, subscriptions) = std::sync::mpsc::channel();
+        for sentinel in &self.sentinels {
+            let url = format!("redis://127.0.0.1:{}/0", sentinel.port());
+            let (seen, subscribed) = (seen.clone(), subscribed.clone());
+            // The thread ends when its Sentinel is killed (the topology's drop) and the read
+            // fails.
+            std::thread::spawn(move || {
+                let mut connection = redis::Client::open(url)
+                    .and_then(|client| client.get_connection_with_timeout(DIRECT_TIMEOUT))
+                    .expect("a connection to a Sentinel");
+                let mut pubsub = connection.as_pubsub();
+                let _ = subscribed.send(pubsub.subscribe("+switch-master"));
+                while let Ok(message) = pubsub.get_message() {
+                    let at = Instant::now();
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    // "<master> <old ip> <old port> <new ip> <new port>"
+                    let ports: Vec<u16> = payload
+                        .split(' ')
+                        .filter_map(|word| word.parse().ok())
+                        .collect();
+                    if let [from, to] = ports[..] {
+                        let mut seen = seen.lock().unwrap();
+                        // Every Sentinel announces the same failover; the first tells when.
+                        if !seen.iter().any(|s: &Switch| (s.from, s.to) == (from, to)) {
+                            seen.push(Switch { at, from, to });
+                        }
+                    }
+                }
+            });
+        }
+        for _ in &self.sentinels {
+            subscriptions
+                .recv_timeout(DIRECT_TIMEOUT * 5)
+                .expect("a Sentinel subscription in time")
+                .expect("subscribing to +switch-master");
+        }
+        Switches { seen }
+    }
+
     fn sentinel_master(&self, index: usize) -> Option<std::collections::HashMap<String, String>> {
         direct(
             self.sentinels[index].port(),
@@ -238,6 +282,27 @@ impl Topology {
     }
 }
 
+/// One failover as the Sentinels announced it: when the first of them did, and the ports of
+/// the old and the new primary.
+#[derive(Debug, Clone, Copy)]
+pub struct Switch {
+    pub at: Instant,
+    pub from: u16,
+    pub to: u16,
+}
+
+/// The failovers announced since `Topology::watch_switches`.
+pub struct Switches {
+    seen: Arc<Mutex<Vec<Switch>>>,
+}
+
+impl Switches {
+    /// Oldest first.
+    pub fn seen(&self) -> Vec<Switch> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
 /// One command to `port` on a fresh connection bounded by `DIRECT_TIMEOUT`; `None` on any
 /// failure (a killed node, a Sentinel that does not know yet).
 fn direct<T: redis::FromRedisValue>(
@@ -261,4 +326,20 @@ fn direct<T: redis::FromRedisValue>(
 pub fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|line| line.trim_end().strip_prefix(name)?.strip_prefix(':'))
+}
+
+impl Drop for Topology {
+    /// A failing failover test says what the Sentinels decided: their logs hold the elections,
+    /// promotions and aborts that explain an unexpected primary or error window.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for sentinel in &self.sentinels {
+                eprintln!(
+                    "--- Sentinel on port {} ---\n{}",
+                    sentinel.port(),
+                    sentinel.log()
+                );
+            }
+        }
+    }
 }
