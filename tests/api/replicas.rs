@@ -28,6 +28,16 @@ fn replica_of(node: &RedisServer, primary: Option<&RedisServer>) {
     let () = command.query(&mut node.client()).unwrap();
 }
 
+/// The service behind a node that took a write and was then made a replica of another (also
+/// returned): the node answers writes with READONLY.
+async fn app_behind_a_demoted_url() -> (TestApp, RedisServer) {
+    let app = spawn_app().await;
+    let other = RedisServer::start();
+    assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
+    replica_of(&app.redis, Some(&other));
+    (app, other)
+}
+
 /// Waits, up to `recovers_within`, for a PUT of `path` to succeed.
 async fn until_writes_succeed(api: Client, path: &str) {
     eventually(recovers_within(), || async {
@@ -70,12 +80,7 @@ async fn a_write_too_few_replicas_acknowledge_is_applied_but_answered_503_not_re
 
 #[tokio::test]
 async fn a_demoted_node_behind_the_url_answers_503s_never_500s_and_serves_once_promoted() {
-    let app = spawn_app().await;
-    let other = RedisServer::start();
-    assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
-
-    // The node behind the URL becomes a replica: writes to it answer READONLY.
-    replica_of(&app.redis, Some(&other));
+    let (app, _other) = app_behind_a_demoted_url().await;
     for _ in 0..10 {
         app.api
             .put_json("/v1/timestamps/a", r#"{"epoch_ms": 1}"#)
@@ -161,10 +166,7 @@ async fn writes_waiting_for_a_missing_replica_hold_up_no_read_and_no_readiness_c
 /// failover.
 #[tokio::test]
 async fn a_demoted_node_behind_the_url_counts_one_failover_however_spaced_the_writes() {
-    let app = spawn_app().await;
-    let other = RedisServer::start();
-    assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
-    replica_of(&app.redis, Some(&other));
+    let (app, _other) = app_behind_a_demoted_url().await;
     for _ in 0..3 {
         app.api
             .put_json("/v1/timestamps/a", r#"{"epoch_ms": 1}"#)
