@@ -219,7 +219,7 @@ impl Topology {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (subscribed, subscriptions) = std::sync::mpsc::channel();
         for sentinel in &self.sentinels {
-            let url = format!("redis://127.0.0.1:{}/0", sentinel.port());
+            let url = sentinel.url();
             let (seen, subscribed) = (seen.clone(), subscribed.clone());
             // The thread ends when its Sentinel is killed (the topology's drop) and the read
             // fails.
@@ -239,8 +239,12 @@ impl Topology {
                         .collect();
                     if let [from, to] = ports[..] {
                         let mut seen = seen.lock().unwrap();
-                        // Every Sentinel announces the same failover; the first tells when.
-                        if !seen.iter().any(|s: &Switch| (s.from, s.to) == (from, to)) {
+                        // Every Sentinel announces each failover, the first one telling when;
+                        // a failover starts from the primary of the one before, so a late
+                        // repeat of an older one does not, and a node failed back to counts
+                        // again.
+                        let current = seen.last().map(|last: &Switch| last.to);
+                        if current.is_none_or(|current| current == from) {
                             seen.push(Switch { at, from, to });
                         }
                     }
