@@ -4,10 +4,11 @@
 -include .env
 export
 
-.PHONY: up test test-matrix lint openapi bench secrets e2e
+.PHONY: up test test-matrix contract lint openapi bench secrets e2e
 
-# Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C stops
-# both. Needs cargo; installs redis-server if it is missing (scripts/ensure-tools).
+# Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C, or a
+# SIGTERM or SIGHUP to scripts/up alone, stops both (.ci/check-up). Needs cargo; installs
+# redis-server if it is missing (scripts/ensure-tools).
 up:
 	scripts/ensure-tools redis-server
 	scripts/up
@@ -24,6 +25,14 @@ test:
 # and, the first time, the Debian archive.
 test-matrix:
 	scripts/redis-matrix cargo test --locked --test api
+
+# The served OpenAPI contract, tested by Schemathesis: the service on free ports with a private
+# redis-server, `st run …/openapi.json --checks all`, bounded in examples and time; any finding
+# fails (tests/contract/run). Needs st (PyPI schemathesis; .ci/run installs the pinned version)
+# and cargo; installs redis-server and curl if they are missing.
+contract:
+	scripts/ensure-tools redis-server curl
+	tests/contract/run
 
 # Every linter CI runs (.ci/lint): rustfmt, clippy, shellcheck, yamllint, actionlint, promtool.
 lint:

@@ -64,6 +64,7 @@ let
       TSAPI_MAX_CONNECTIONS = lib.mapNullable toString cfg.maxConnections;
       TSAPI_WRITE_TIMEOUT = cfg.writeTimeout;
       TSAPI_IDLE_TIMEOUT = cfg.idleTimeout;
+      TSAPI_RESPONSE_BUFFER_BYTES = lib.mapNullable toString cfg.responseBufferBytes;
       TSAPI_REDIS__URL = cfg.redis.url;
       TSAPI_REDIS__USERNAME = cfg.redis.username;
       TSAPI_REDIS__KEY_PREFIX = cfg.redis.keyPrefix;
@@ -220,6 +221,10 @@ in
 
     writeTimeout = unsetByDefault duration "`write_timeout`; `null` keeps the default, `10s`.";
     idleTimeout = unsetByDefault duration "`idle_timeout`; `null` keeps the default, `10s`.";
+    responseBufferBytes = unsetByDefault (types.ints.between 1025024 1073741824) ''
+      `response_buffer_bytes`: most bytes list pages may hold at once, across connections;
+      `null` keeps the service's default, 16 MiB (docs/operations.md, "Memory").
+    '';
     drainDelay = unsetByDefault duration ''
       `drain_delay`: after SIGTERM, how long to keep serving while `/readyz` answers 503;
       `null` keeps the service's default (`0s`). Behind a load balancer, a few seconds.

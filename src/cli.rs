@@ -1,8 +1,8 @@
-//! The command line: `serve` (the default), `config`, `healthcheck` and `openapi`.
+//! The command line: `serve` (the default), `config`, `healthcheck`, `openapi` and `seed-file`.
 //!
-//! Exit codes: 0 on success; 1 when the service fails while running (a port in use, say) or a
-//! health check fails; 2 when the command line or the configuration is refused, with one line
-//! on stderr saying why.
+//! Exit codes: 0 on success; 1 when the service fails while running (a port in use, say), a
+//! health check fails or a file cannot be seeded; 2 when the command line or the configuration
+//! is refused, with one line on stderr saying why.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{CONFIG_FILE_ENV, Config, ConfigError, FileOrigin};
 use crate::server::App;
-use crate::{healthcheck, shutdown, telemetry, version};
+use crate::{healthcheck, seed, shutdown, telemetry, version};
 
 /// Exit status for a refused command line or configuration (clap uses 2 for usage errors too).
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -44,6 +44,12 @@ enum Command {
     },
     /// Print the OpenAPI document of the API (what GET /openapi.json serves).
     Openapi,
+    /// Write LINEs to DEST, one a line, unless DEST exists (Sentinel's config file: src/seed.rs).
+    SeedFile {
+        dest: PathBuf,
+        #[arg(value_name = "LINE")]
+        lines: Vec<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -66,6 +72,20 @@ pub fn main() -> ExitCode {
             print!("{}", crate::api::openapi::document());
             ExitCode::SUCCESS
         }
+        Command::SeedFile { dest, lines } => match seed::seed(&dest, &lines) {
+            Ok(seed::Outcome::Written) => {
+                eprintln!("timestamp-api: wrote {}", dest.display());
+                ExitCode::SUCCESS
+            }
+            Ok(seed::Outcome::Kept) => {
+                eprintln!("timestamp-api: {} exists; left as it is", dest.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("timestamp-api: cannot seed {}: {error}", dest.display());
+                ExitCode::FAILURE
+            }
+        },
         // An explicit URL needs no configuration: a probe should not fail on, say, an
         // unreadable password file it has no use for.
         Command::Healthcheck { url: Some(url) } => check(&url),

@@ -4,7 +4,10 @@
 //! exists is valid, so handlers and the store never check again. Nothing here does I/O.
 
 use std::fmt;
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use regex::Regex;
 
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
@@ -16,6 +19,70 @@ pub const NAME_MAX_LEN: usize = 128;
 
 /// What `Name::parse` accepts, as a regular expression (for the OpenAPI document).
 pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
+
+/// Pieces of the RFC 3339 `date-time` grammar (section 5.6; `T` and `Z` may be lower case).
+macro_rules! rfc3339 {
+    (month_day) => {
+        "(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    };
+    (time) => {
+        "[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
+    };
+    (hours_minutes) => {
+        "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+    };
+    (offset) => {
+        concat!("(?:[Zz]|[+-]", rfc3339!(hours_minutes), ")")
+    };
+}
+
+/// An RFC 3339 `date-time` with any four-digit year and no leap second: what
+/// `Timestamp::parse_rfc3339` takes as syntax (the `time` crate alone would also take any
+/// separator, a space say, and a leap second).
+const RFC3339_GRAMMAR: &str = concat!(
+    "^[0-9]{4}-",
+    rfc3339!(month_day),
+    rfc3339!(time),
+    rfc3339!(offset),
+    "$"
+);
+
+/// What `Timestamp::parse_rfc3339` accepts, as a regular expression (for the OpenAPI document,
+/// where JSON Schema cannot compare instants): the grammar, with a local date from 1970-01-01 to
+/// 9999-12-31, and on those two dates an offset that cannot carry the instant out of the range
+/// (UTC or west of it on the first, UTC or east of it on the last). Every instant it admits is
+/// in range, and it is also the service's rule, so the document and the service agree exactly.
+pub const TIMESTAMP_PATTERN: &str = concat!(
+    "^(?:",
+    // 1971 to 9998, any day and offset.
+    "(?:197[1-9]|19[89][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-",
+    rfc3339!(month_day),
+    rfc3339!(time),
+    rfc3339!(offset),
+    // 1970 after January 1st, and 9999 before December 31st, any offset.
+    "|(?:1970-(?:01-(?:0[2-9]|[12][0-9]|3[01])|(?:0[2-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))",
+    "|9999-(?:(?:0[1-9]|1[01])-(?:0[1-9]|[12][0-9]|3[01])|12-(?:0[1-9]|[12][0-9]|30)))",
+    rfc3339!(time),
+    rfc3339!(offset),
+    "|1970-01-01",
+    rfc3339!(time),
+    "(?:[Zz]|-",
+    rfc3339!(hours_minutes),
+    "|\\+00:00)",
+    "|9999-12-31",
+    rfc3339!(time),
+    "(?:[Zz]|\\+",
+    rfc3339!(hours_minutes),
+    "|-00:00)",
+    ")$"
+);
+
+/// The two patterns above, compiled once.
+static RFC3339_PATTERNS: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
+    // Both are constant and valid; `domain::tests` compiles them, so a mistake fails there.
+    let compile = |pattern| Regex::new(pattern).expect("a valid constant pattern");
+    (compile(RFC3339_GRAMMAR), compile(TIMESTAMP_PATTERN))
+});
 
 /// A timestamp's name: 1 to 128 characters of `[A-Za-z0-9._-]`, starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,7 +140,9 @@ pub enum TimestampError {
     #[error("timestamp is not RFC 3339 (for example 2026-11-25T17:36:23.123Z): {0}")]
     Syntax(String),
     #[error(
-        "timestamp is outside the accepted range 1970-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z"
+        "timestamp is outside the accepted range 1970-01-01T00:00:00.000Z to \
+         9999-12-31T23:59:59.999Z (a time on 1970-01-01 takes Z or a negative offset, one on \
+         9999-12-31 Z or a positive offset)"
     )]
     OutOfRange,
 }
@@ -94,8 +163,17 @@ impl Timestamp {
     /// Parses RFC 3339 with any offset. Sub-millisecond digits are dropped (truncation towards
     /// the past, so the stored instant never lies after the one given).
     pub fn parse_rfc3339(raw: &str) -> Result<Self, TimestampError> {
+        let (grammar, in_range) = &*RFC3339_PATTERNS;
+        if !grammar.is_match(raw) {
+            return Err(TimestampError::Syntax(
+                "expected YYYY-MM-DDTHH:MM:SS[.fraction] and Z or ±HH:MM".into(),
+            ));
+        }
         let parsed = OffsetDateTime::parse(raw, &Rfc3339)
             .map_err(|error| TimestampError::Syntax(error.to_string()))?;
+        if !in_range.is_match(raw) {
+            return Err(TimestampError::OutOfRange);
+        }
         let ms = parsed.unix_timestamp_nanos().div_euclid(1_000_000);
         let ms = i64::try_from(ms).map_err(|_| TimestampError::OutOfRange)?;
         Self::from_epoch_ms(ms)
@@ -265,6 +343,58 @@ mod tests {
                     Err(TimestampError::Syntax(_))
                 ),
                 "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_timestamp_pattern_is_exactly_what_parsing_accepts() {
+        let (_, pattern) = &*RFC3339_PATTERNS;
+        let mut checked = 0;
+        for date in [
+            "1969-12-31",
+            "1970-01-01",
+            "1970-01-02",
+            "1970-02-01",
+            "1971-06-15",
+            "2026-11-25",
+            "2024-02-29",
+            "9998-12-31",
+            "9999-12-30",
+            "9999-12-31",
+            "0040-01-30",
+        ] {
+            for time in [
+                "T00:00:00",
+                "t12:30:59.5",
+                "T23:59:59.9999",
+                "T23:59:60",
+                " 12:00:00",
+            ] {
+                for offset in [
+                    "Z", "z", "+00:00", "-00:00", "+01:00", "-01:00", "+23:59", "",
+                ] {
+                    let raw = format!("{date}{time}{offset}");
+                    assert_eq!(
+                        pattern.is_match(&raw),
+                        Timestamp::parse_rfc3339(&raw).is_ok(),
+                        "{raw}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 440);
+        // A day the calendar does not have fits the pattern; the document's `format: date-time`
+        // excludes it, and parsing refuses it.
+        assert!(matches!(
+            Timestamp::parse_rfc3339("2026-02-29T00:00:00Z"),
+            Err(TimestampError::Syntax(_))
+        ));
+        for refused_in_range in ["1970-01-01T05:00:00+01:00", "1969-12-31T23:30:00-01:00"] {
+            assert_eq!(
+                Timestamp::parse_rfc3339(refused_in_range),
+                Err(TimestampError::OutOfRange)
             );
         }
     }

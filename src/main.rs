@@ -1,5 +1,7 @@
 //! The `timestamp-api` binary: parses the command line and hands over to `cli`.
 
+mod allocator;
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -56,12 +56,15 @@ struct Inner {
     redis_primary: IntGaugeVec,
     redis_failovers: IntCounter,
     redis_reconnections: IntCounterVec,
+    redis_refusals: IntCounterVec,
     /// Registered only with Sentinel, where there are replicas to report on: elsewhere the
     /// series would read 0 and look like an outage.
     replication: OnceLock<ReplicationGauges>,
     connections_open: IntGaugeVec,
     connections_refused: IntCounterVec,
     connections_timed_out: IntCounterVec,
+    accept_errors: IntCounterVec,
+    response_buffer_bytes: IntGauge,
     // Process-wide counts kept by `telemetry`, copied in at each scrape.
     panics: IntCounter,
     log_lines_dropped: IntCounter,
@@ -130,6 +133,13 @@ impl Metrics {
                  unresponsive (with redis.url, two checks in a row without an answer).",
                 &["cause"],
             ),
+            redis_refusals: counters(
+                "timestamp_api_redis_refusals_total",
+                "Redis commands refused with an error reply, so not applied, by cause: oom \
+                 (maxmemory reached), misconf (cannot persist), noperm, noauth, noreplicas, \
+                 loading, busy, masterdown, wrongtype or other.",
+                &["cause"],
+            ),
             replication: OnceLock::new(),
             connections_open: gauges(
                 "timestamp_api_connections_open",
@@ -146,6 +156,20 @@ impl Metrics {
                 "Connections closed by a timeout: write (a response write made no progress for \
                  write_timeout) or idle (no complete request head within idle_timeout).",
                 &["listener", "timeout"],
+            ),
+            accept_errors: counters(
+                "timestamp_api_accept_errors_total",
+                "Failed accepts of a client connection (out of file descriptors, typically), by \
+                 listener.",
+                &["listener"],
+            ),
+            response_buffer_bytes: registered(
+                &registry,
+                IntGauge::new(
+                    "timestamp_api_response_buffer_bytes",
+                    "Bytes of the list-page budget (response_buffer_bytes) held now, by pages \
+                     being built or waiting for their clients to read them.",
+                ),
             ),
             panics: counter(
                 "timestamp_api_panics_total",
@@ -184,6 +208,7 @@ impl Metrics {
             idle_timeouts: inner
                 .connections_timed_out
                 .with_label_values(&[listener, "idle"]),
+            accept_errors: inner.accept_errors.with_label_values(&[listener]),
         }
     }
 
@@ -242,6 +267,16 @@ impl Metrics {
     /// Counts a new connection to the primary; `cause` is one of the documented label values.
     pub fn count_reconnection(&self, cause: &'static str) {
         self.0.redis_reconnections.with_label_values(&[cause]).inc();
+    }
+
+    /// The gauge of the list-page budget in use (`api::ResponseBudget` keeps it).
+    pub fn response_buffer_bytes(&self) -> IntGauge {
+        self.0.response_buffer_bytes.clone()
+    }
+
+    /// Counts a command Redis refused; `cause` is one of the documented label values.
+    pub fn count_refusal(&self, cause: &'static str) {
+        self.0.redis_refusals.with_label_values(&[cause]).inc();
     }
 
     /// The replication gauges, registered on first use (see `Inner::replication`).
@@ -310,6 +345,7 @@ pub struct ListenerMetrics {
     pub refused: IntCounter,
     pub write_timeouts: IntCounter,
     pub idle_timeouts: IntCounter,
+    pub accept_errors: IntCounter,
 }
 
 /// Records a command's duration when dropped, and counts it as an error unless `finish(true)`

@@ -26,10 +26,11 @@ use tokio::sync::{Semaphore, watch};
 use warp::http::Request;
 use warp::reply::Response;
 
-use crate::api::{ApiError, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS};
+use crate::api::{ApiError, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS, ResponseBudget};
 use crate::config::Config;
 use crate::connection::ClientStream;
 use crate::cursor::CursorKey;
+use crate::descriptors;
 use crate::http::{AccessLog, Observed};
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::shutdown::Draining;
@@ -62,6 +63,7 @@ pub struct App {
     api: Listener,
     admin: Listener,
     cursor_key: CursorKey,
+    response_budget: ResponseBudget,
     limits: ConnectionLimits,
     drain_delay: Duration,
     shutdown_timeout: Duration,
@@ -103,15 +105,21 @@ impl App {
         }
         let cursor_key =
             CursorKey::new(config.cursor_key.as_ref()).map_err(StartError::CursorKey)?;
+        let response_budget = ResponseBudget::new(
+            config.response_buffer_bytes,
+            config.redis.command_timeout,
+            metrics.response_buffer_bytes(),
+        );
         Ok(Self {
             cursor_key,
+            response_budget,
             api: Listener::bind("listen", config.listen).await?,
             admin: Listener::bind("admin_listen", config.admin_listen).await?,
             store,
             metrics,
             draining: Draining::default(),
             limits: ConnectionLimits {
-                max_connections: config.max_connections,
+                max_connections: descriptors::connections_per_listener(config.max_connections),
                 idle_timeout: config.idle_timeout,
                 write_timeout: config.write_timeout,
             },
@@ -139,6 +147,7 @@ impl App {
             api,
             admin,
             cursor_key,
+            response_budget,
             limits,
             drain_delay,
             shutdown_timeout,
@@ -149,7 +158,7 @@ impl App {
         let api = serve(
             api.socket,
             Observed {
-                routes: crate::api::routes(store.clone(), cursor_key),
+                routes: crate::api::routes(store.clone(), cursor_key, response_budget),
                 metrics: metrics.clone(),
                 access_log: AccessLog::Info,
             },
@@ -235,13 +244,21 @@ async fn serve<F>(
 {
     let graceful = GracefulShutdown::new();
     let limits = connections.limits;
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(error) => {
+                    connections.metrics.accept_errors.inc();
+                    if let Some(suppressed) = accept_errors.record(std::time::Instant::now()) {
+                        tracing::error!(
+                            %error,
+                            suppressed,
+                            "accept failed (`suppressed`: failures since the last such line)"
+                        );
+                    }
                     // Out of file descriptors, typically: pause instead of spinning.
-                    tracing::error!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -263,6 +280,9 @@ async fn serve<F>(
         let _ = stream.set_nodelay(true);
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
+            // A client may send its request and then shut down its sending side (`nc -N`,
+            // some proxies and health checkers): the request is complete, so it is answered.
+            .half_close(true)
             .header_read_timeout(limits.idle_timeout)
             .max_buf_size(CONNECTION_BUFFER_BYTES)
             .serve_connection(
@@ -297,8 +317,52 @@ async fn serve<F>(
     }
 }
 
+/// Rate limit on the log lines of failed accepts: a condition that lasts (out of file
+/// descriptors) fails every 100 ms, which would otherwise be ten lines a second.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// Counts a failure at `now`; returns the failures not logged since the last line, if this
+    /// one is to be logged.
+    fn record(&mut self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .last_logged
+            .is_some_and(|last| now.duration_since(last) < Self::EVERY)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 fn is_write_timeout(error: &hyper::Error) -> bool {
     std::error::Error::source(error)
         .and_then(|source| source.downcast_ref::<io::Error>())
         .is_some_and(|error| error.kind() == io::ErrorKind::TimedOut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_are_logged_once_per_interval_with_the_count_between() {
+        let start = std::time::Instant::now();
+        let mut errors = AcceptErrors::default();
+        assert_eq!(errors.record(start), Some(0));
+        let logged: Vec<Option<u64>> = (1..=99)
+            .map(|tick| errors.record(start + Duration::from_millis(100) * tick))
+            .collect();
+        assert!(logged.iter().all(Option::is_none), "{logged:?}");
+        assert_eq!(errors.record(start + AcceptErrors::EVERY), Some(99));
+        assert_eq!(errors.record(start + AcceptErrors::EVERY * 3), Some(0));
+    }
 }

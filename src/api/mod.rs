@@ -4,6 +4,7 @@
 //! the path's route template (metrics and the access log use it, never the raw path). A final
 //! catch-all answers 404.
 
+mod budget;
 pub mod openapi;
 mod problem;
 #[cfg(test)]
@@ -20,11 +21,13 @@ use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 
 pub use problem::{
-    ApiError, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, PROBLEM_CONTENT_TYPE,
-    RETRY_AFTER_SECONDS,
+    ApiError, MAX_METHOD_BYTES, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS,
+    MAX_REQUEST_TARGET_BYTES, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS,
 };
 
+pub use budget::{ResponseBudget, smallest_budget};
 pub use set_request::BODY_READ_TIMEOUT;
+pub use timestamps::MAX_LIMIT;
 
 use crate::cursor::CursorKey;
 use crate::http::{Methods, Route, fallback, get_route, respond, segment};
@@ -38,8 +41,10 @@ pub const OPENAPI_ROUTE: Route = Route("/openapi.json");
 pub fn routes(
     store: Store,
     cursor_key: CursorKey,
+    budget: ResponseBudget,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let cursor_key = warp::any().map(move || cursor_key.clone());
+    let budget = warp::any().map(move || budget.clone());
     let store = warp::any().map(move || store.clone());
     let item = segment(ITEM_ROUTE);
 
@@ -70,6 +75,7 @@ pub fn routes(
         optional_raw_query()
             .and(store)
             .and(cursor_key)
+            .and(budget)
             .then(timestamps::list)
             .map(respond),
     );

@@ -4,7 +4,7 @@
 
 use utoipa::OpenApi;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
-use utoipa::openapi::{Content, Object, Required, ResponseBuilder};
+use utoipa::openapi::{Content, Object, RefOr, Required, ResponseBuilder, Schema};
 
 use super::problem::Problem;
 use super::schema::add_shared_responses;
@@ -51,6 +51,17 @@ pub fn document() -> String {
         .and_then(|put| put.request_body.as_mut())
     {
         body.required = Some(Required::False);
+    }
+    // "Exactly one of the two fields", as the schema can say it: with no other properties
+    // allowed, one property at least and at most. Set here because utoipa 5.5's derive writes
+    // a `min_properties` attribute into `maxProperties`.
+    if let Some(RefOr::T(Schema::Object(set_request))) = doc
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut("SetRequest"))
+    {
+        set_request.min_properties = Some(1);
+        set_request.max_properties = Some(1);
     }
     // Serialising the generated document cannot fail: it is built from plain data types.
     let mut text = doc.to_pretty_json().unwrap_or_default();

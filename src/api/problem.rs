@@ -15,11 +15,19 @@ use super::set_request::BODY_LIMIT;
 use crate::domain::{NameError, TimestampError};
 use crate::store::StoreError;
 
-/// The service's own bounds on a request head (the target and the header fields), well below
-/// hyper's (100 fields, and the connection's 16 KiB buffer): a head between the two is
-/// answered with a problem document here rather than hyper's empty 431.
+/// The service's own bounds on a request head, well below hyper's (100 fields, and the
+/// connection's 16 KiB buffer for the whole head): a head between the two is answered with a
+/// problem document here rather than hyper's empty 431. Together (the method, the target, the
+/// fields and their line ends) they stay under those 16 KiB, so every head over one of them
+/// gets the problem document.
 pub const MAX_REQUEST_HEADERS: usize = 64;
+/// The header fields, names and values with 4 bytes of separators each.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 8 * 1024;
+/// The request target (path and query); longer is a 414 (RFC 9110, section 15.5.15).
+pub const MAX_REQUEST_TARGET_BYTES: usize = 6 * 1024;
+/// The method token; no method of this service is longer than 7 bytes, and a longer one is
+/// neither echoed in a 405 nor logged as it is.
+pub const MAX_METHOD_BYTES: usize = 32;
 
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_SECONDS: &str = "1";
@@ -58,10 +66,17 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidRequest(&'static str),
     #[error(
-        "the request head has more than {MAX_REQUEST_HEADERS} header fields or \
-         {MAX_REQUEST_HEAD_BYTES} bytes"
+        "the request has more than {MAX_REQUEST_HEADERS} header fields or \
+         {MAX_REQUEST_HEAD_BYTES} bytes of them"
     )]
     HeadersTooLarge,
+    #[error("the request target is longer than {MAX_REQUEST_TARGET_BYTES} bytes")]
+    UriTooLong,
+    #[error(
+        "the method is longer than {MAX_METHOD_BYTES} bytes; this API's methods are GET, HEAD, \
+         PUT and DELETE"
+    )]
+    MethodTooLong,
     #[error(
         "the timestamp store did not answer in time; the outcome of a write is unknown, retry it"
     )]
@@ -71,6 +86,18 @@ pub enum ApiError {
          time, so it may or may not survive a failover"
     )]
     NotReplicated { acked: u32, wanted: u32 },
+    #[error("the timestamp store refused the {operation} ({reason}); it was not applied")]
+    Refused {
+        operation: &'static str,
+        reason: &'static str,
+        #[source]
+        source: StoreError,
+    },
+    #[error(
+        "the service holds as many list pages as its memory budget (response_buffer_bytes) \
+         allows; retry later"
+    )]
+    Busy,
     #[error("this listener has as many connections open as it serves; retry later")]
     TooManyConnections,
     /// The cause is logged, never shown to the client.
@@ -83,6 +110,13 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::CorruptValue { .. } => Self::Internal(error.to_string()),
             StoreError::NotReplicated { acked, wanted } => Self::NotReplicated { acked, wanted },
+            StoreError::Refused {
+                write, ref code, ..
+            } => Self::Refused {
+                operation: if write { "write" } else { "read" },
+                reason: crate::store::refusal_reason(code),
+                source: error,
+            },
             StoreError::Timeout(_) | StoreError::Redis(_) | StoreError::Disconnected => {
                 Self::Unavailable(error)
             }
@@ -136,7 +170,7 @@ impl ApiError {
                 "Timestamp out of range",
             ),
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query"),
-            Self::InvalidRequest(_) => (
+            Self::InvalidRequest(_) | Self::MethodTooLong => (
                 StatusCode::BAD_REQUEST,
                 "invalid-request",
                 "Invalid request",
@@ -183,6 +217,13 @@ impl ApiError {
                 "headers-too-large",
                 "Request header fields too large",
             ),
+            Self::UriTooLong => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long"),
+            Self::Refused { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-refused",
+                "Store refused the command",
+            ),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Server busy"),
             Self::TooManyConnections => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too-many-connections",
@@ -219,6 +260,7 @@ impl ApiError {
         match &self {
             Self::Unavailable(source) => tracing::warn!(error = %source, "answering 503"),
             Self::NotReplicated { .. } => tracing::warn!(error = %self, "answering 503"),
+            Self::Refused { source, .. } => tracing::warn!(error = %source, "answering 503"),
             Self::Internal(detail) => tracing::error!(error = %detail, "answering 500"),
             _ => {}
         }
@@ -236,7 +278,11 @@ impl ApiError {
                     headers.insert(header::ALLOW, allow);
                 }
             }
-            Self::Unavailable(_) | Self::NotReplicated { .. } | Self::TooManyConnections => {
+            Self::Unavailable(_)
+            | Self::NotReplicated { .. }
+            | Self::Refused { .. }
+            | Self::Busy
+            | Self::TooManyConnections => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -291,7 +337,10 @@ mod tests {
             (ApiError::LengthRequired, 411, "length-required"),
             (ApiError::InvalidRequest("x"), 400, "invalid-request"),
             (ApiError::HeadersTooLarge, 431, "headers-too-large"),
+            (ApiError::UriTooLong, 414, "uri-too-long"),
+            (ApiError::MethodTooLong, 400, "invalid-request"),
             (ApiError::TooManyConnections, 503, "too-many-connections"),
+            (ApiError::Busy, 503, "busy"),
             (ApiError::RequestTimeout, 408, "request-timeout"),
             (ApiError::PayloadTooLarge, 413, "payload-too-large"),
             (

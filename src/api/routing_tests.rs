@@ -9,7 +9,9 @@ use tower_service::Service as _;
 use warp::http::{HeaderMap, Method, Request, StatusCode, header};
 use warp::reply::Response;
 
-use super::{COLLECTION_ROUTE, ITEM_ROUTE, OPENAPI_ROUTE, PROBLEM_CONTENT_TYPE, routes};
+use super::{
+    COLLECTION_ROUTE, ITEM_ROUTE, OPENAPI_ROUTE, PROBLEM_CONTENT_TYPE, ResponseBudget, routes,
+};
 use crate::config::RedisConfig;
 use crate::cursor::CursorKey;
 use crate::http::Route;
@@ -22,8 +24,14 @@ async fn answer(request: Request<Full<Bytes>>) -> Response {
         url: "redis://127.0.0.1:1/0".to_owned(),
         ..RedisConfig::default()
     };
-    let store = Store::new(&nobody_listens, Metrics::new()).unwrap();
-    let routes = routes(store, CursorKey::new(None).unwrap());
+    let metrics = Metrics::new();
+    let store = Store::new(&nobody_listens, metrics.clone()).unwrap();
+    let budget = ResponseBudget::new(
+        crate::config::Config::default().response_buffer_bytes,
+        nobody_listens.command_timeout,
+        metrics.response_buffer_bytes(),
+    );
+    let routes = routes(store, CursorKey::new(None).unwrap(), budget);
     let Ok(response) = warp::service(routes).call(request).await;
     response
 }

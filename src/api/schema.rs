@@ -13,9 +13,9 @@ use utoipa::openapi::{
 };
 use utoipa::{IntoParams, IntoResponses};
 
-use super::problem::{PROBLEM_CONTENT_TYPE, Problem};
+use super::problem::{MAX_REQUEST_TARGET_BYTES, PROBLEM_CONTENT_TYPE, Problem};
 use super::timestamps::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::domain::{NAME_MAX_LEN, NAME_PATTERN, Timestamp};
+use crate::domain::{NAME_MAX_LEN, NAME_PATTERN, TIMESTAMP_PATTERN, Timestamp};
 
 pub fn name() -> Object {
     ObjectBuilder::new()
@@ -26,6 +26,20 @@ pub fn name() -> Object {
         .pattern(Some(NAME_PATTERN))
         .min_length(Some(1))
         .max_length(Some(NAME_MAX_LEN))
+        .build()
+}
+
+pub fn timestamp() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .description(Some(
+            "RFC 3339 with any offset; normalised to UTC, truncated to milliseconds. The \
+             pattern states the range: a local date from 1970-01-01 to 9999-12-31, and on \
+             those two dates an offset that keeps the instant inside it (Z or a negative offset \
+             on the first, Z or a positive one on the last); no leap second.",
+        ))
+        .pattern(Some(TIMESTAMP_PATTERN))
         .build()
 }
 
@@ -85,8 +99,14 @@ impl IntoParams for ListParams {
             ),
             query(
                 "cursor",
-                "`next_cursor` of the previous page, as is.".to_owned(),
-                ObjectBuilder::new().schema_type(Type::String).build(),
+                "`next_cursor` of the previous page, as is. Leave it out for the first page: an \
+                 empty cursor is refused, so that a client that turns the last page's `null` \
+                 into an empty string gets an error instead of the first page again."
+                    .to_owned(),
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .build(),
             ),
         ]
     }
@@ -109,16 +129,19 @@ enum Shared {
     InvalidName,
     NotFound,
     Unavailable,
-    /// A write's 503: Redis did not answer, or too few replicas acknowledged the write.
+    /// A write's 503: Redis did not answer or refused it, or too few replicas acknowledged it.
     WriteUnavailable,
+    /// Any request's 414 (a path or query can be made that long whatever the operation).
+    UriTooLong,
 }
 
 impl Shared {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::InvalidName,
         Self::NotFound,
         Self::Unavailable,
         Self::WriteUnavailable,
+        Self::UriTooLong,
     ];
 
     fn name(self) -> &'static str {
@@ -127,6 +150,7 @@ impl Shared {
             Self::NotFound => "NotFound",
             Self::Unavailable => "Unavailable",
             Self::WriteUnavailable => "WriteUnavailable",
+            Self::UriTooLong => "UriTooLong",
         }
     }
 
@@ -134,6 +158,7 @@ impl Shared {
         match self {
             Self::InvalidName => "400",
             Self::NotFound => "404",
+            Self::UriTooLong => "414",
             Self::Unavailable | Self::WriteUnavailable => "503",
         }
     }
@@ -152,12 +177,20 @@ impl Shared {
         match self {
             Self::InvalidName => problem_response("The name is not valid (`invalid-name`)."),
             Self::NotFound => problem_response("No timestamp has this name (`not-found`)."),
-            Self::Unavailable => problem_response("Redis did not answer in time (`unavailable`).")
-                .header("Retry-After", retry_after()),
+            Self::UriTooLong => problem_response(format!(
+                "The request target is longer than {MAX_REQUEST_TARGET_BYTES} bytes \
+                 (`uri-too-long`)."
+            )),
+            Self::Unavailable => problem_response(
+                "Redis did not answer in time (`unavailable`) or refused the command \
+                 (`store-refused`); a listing may also find no room in the service's memory \
+                 budget for pages (`busy`).",
+            )
+            .header("Retry-After", retry_after()),
             Self::WriteUnavailable => problem_response(
-                "Redis did not answer in time (`unavailable`), or the write was applied but \
-                 reached fewer replicas than `redis.min_replica_acks` in time \
-                 (`not-replicated`).",
+                "Redis did not answer in time (`unavailable`: the outcome is unknown), refused \
+                 the write (`store-refused`: not applied), or the write was applied but reached \
+                 fewer replicas than `redis.min_replica_acks` in time (`not-replicated`).",
             )
             .header("Retry-After", retry_after()),
         }
@@ -191,7 +224,12 @@ pub enum ItemErrors {}
 
 impl IntoResponses for ItemErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        Shared::references(&[Shared::InvalidName, Shared::NotFound, Shared::Unavailable])
+        Shared::references(&[
+            Shared::InvalidName,
+            Shared::NotFound,
+            Shared::UriTooLong,
+            Shared::Unavailable,
+        ])
     }
 }
 
@@ -203,6 +241,7 @@ impl IntoResponses for ItemWriteErrors {
         Shared::references(&[
             Shared::InvalidName,
             Shared::NotFound,
+            Shared::UriTooLong,
             Shared::WriteUnavailable,
         ])
     }
@@ -213,7 +252,7 @@ pub enum StoreErrors {}
 
 impl IntoResponses for StoreErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        Shared::references(&[Shared::Unavailable])
+        Shared::references(&[Shared::UriTooLong, Shared::Unavailable])
     }
 }
 
@@ -223,6 +262,6 @@ pub enum WriteErrors {}
 
 impl IntoResponses for WriteErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        Shared::references(&[Shared::WriteUnavailable])
+        Shared::references(&[Shared::UriTooLong, Shared::WriteUnavailable])
     }
 }

@@ -30,8 +30,7 @@ pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"timestamp": "2026-11-25T18:36:23.123+01:00"}))]
 pub struct SetRequest {
-    /// RFC 3339 with any offset; normalised to UTC, truncated to milliseconds.
-    #[schema(value_type = String, format = DateTime)]
+    #[schema(schema_with = super::schema::timestamp)]
     #[serde(default, deserialize_with = "given")]
     timestamp: Option<Box<RawValue>>,
     #[schema(schema_with = super::schema::epoch_ms)]
@@ -69,21 +68,71 @@ impl TryFrom<SetRequest> for Timestamp {
     }
 }
 
-/// `epoch_ms` as written: an integer literal (JSON allows a leading `-`, so `-0` is 0), else
-/// a 400. An integer beyond `i64` is returned as `i64::MIN` or `MAX`, which every range check
-/// then refuses as out of range, whatever the number's size.
+/// `epoch_ms` as JSON Schema reads `type: integer`: any JSON number whose value is whole, so
+/// `1795628183123`, `1795628183123.0` and `1.795628183123e12` are the same instant and `-0` is
+/// 0; a fraction (`1.5`, `1e-3`) or anything but a number is a 400. The value is worked out on
+/// the digits as written, never through a float, so no digit is rounded away. A whole number
+/// beyond `i64` is returned as `i64::MIN` or `MAX`, which the range check then refuses as out of
+/// range, whatever its size.
 fn epoch_ms(raw: &str) -> Result<i64, ApiError> {
-    let digits = raw.strip_prefix('-').unwrap_or(raw);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::InvalidField(format!(
-            "epoch_ms must be an integer, not {raw}"
-        )));
+    let not_whole = || ApiError::InvalidField(format!("epoch_ms must be an integer, not {raw}"));
+    let (negative, unsigned) = match raw.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, Some(exponent)),
+        None => (unsigned, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+        return Err(not_whole());
     }
-    Ok(raw.parse().unwrap_or(if raw.starts_with('-') {
-        i64::MIN
-    } else {
-        i64::MAX
-    }))
+    // The exponent moves the decimal point; one beyond any i64 moves it past every digit.
+    let shift = match exponent {
+        None => 0,
+        Some(exponent) => {
+            let digits = exponent.trim_start_matches(['+', '-']);
+            if digits.is_empty() || !all_digits(digits) || exponent.len() - digits.len() > 1 {
+                return Err(not_whole());
+            }
+            let size = digits.parse::<i64>().unwrap_or(i64::MAX);
+            if exponent.starts_with('-') {
+                -size
+            } else {
+                size
+            }
+        }
+    };
+    let digits: String = [whole, fraction].concat();
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return Ok(0);
+    }
+    // Where the decimal point falls in `significant`, after the exponent has moved it.
+    let point = i64::try_from(significant.len())
+        .unwrap_or(i64::MAX)
+        .saturating_sub(i64::try_from(fraction.len()).unwrap_or(i64::MAX))
+        .saturating_add(shift);
+    let kept = usize::try_from(point.max(0)).unwrap_or(usize::MAX);
+    if kept < significant.len() && !significant[kept..].bytes().all(|byte| byte == b'0') {
+        return Err(not_whole());
+    }
+    let out_of_range = if negative { i64::MIN } else { i64::MAX };
+    // 19 digits is the longest i64; a value with more is out of range whatever its digits.
+    if kept > 19 {
+        return Ok(out_of_range);
+    }
+    let value = format!(
+        "{}{}",
+        &significant[..kept.min(significant.len())],
+        "0".repeat(kept.saturating_sub(significant.len()))
+    );
+    // At most 19 digits: an i128 holds it, and its sign, exactly.
+    let value: i128 = value.parse().map_err(|_| not_whole())?;
+    let value = if negative { -value } else { value };
+    Ok(i64::try_from(value).unwrap_or(out_of_range))
 }
 
 /// The headers that say how a PUT's body is framed and what it holds: all a PUT reads of the
@@ -179,12 +228,20 @@ where
 }
 
 fn parse(body: &[u8]) -> Result<Timestamp, ApiError> {
-    let request: SetRequest =
-        serde_json::from_slice(body).map_err(|error| match error.classify() {
-            serde_json::error::Category::Data => ApiError::InvalidField(error.to_string()),
-            _ => ApiError::InvalidJson(error.to_string()),
-        })?;
-    Timestamp::try_from(request)
+    let invalid = |error: serde_json::Error| match error.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidField(error.to_string()),
+        _ => ApiError::InvalidJson(error.to_string()),
+    };
+    // serde's derived struct also takes the sequence form (`["…"]` for `{"timestamp": "…"}`);
+    // the contract is an object, so anything else that is valid JSON is refused as such.
+    let body: &RawValue = serde_json::from_slice(body).map_err(invalid)?;
+    if !body.get().starts_with('{') {
+        return Err(ApiError::InvalidField(format!(
+            "the body must be a JSON object such as {{\"epoch_ms\": 1795628183123}}, not {}",
+            body.get().chars().take(32).collect::<String>()
+        )));
+    }
+    Timestamp::try_from(serde_json::from_str::<SetRequest>(body.get()).map_err(invalid)?)
 }
 
 #[cfg(test)]
@@ -220,12 +277,30 @@ mod tests {
             ),
             ("{}", "400: give exactly one"),
             (
+                r#"["2026-11-25T17:36:23Z"]"#,
+                "400: the body must be a JSON object",
+            ),
+            (
+                "[1795628183123, null]",
+                "400: the body must be a JSON object",
+            ),
+            (
+                r#""2026-11-25T17:36:23Z""#,
+                "400: the body must be a JSON object",
+            ),
+            ("  42 ", "400: the body must be a JSON object"),
+            (
                 r#"{"epoch_ms": 1, "extra": 2}"#,
                 "400: unknown field `extra`",
             ),
             (r#"{"epoch_ms": 1.5}"#, "400: epoch_ms must be an integer"),
             (r#"{"epoch_ms": "1"}"#, "400: epoch_ms must be an integer"),
-            (r#"{"epoch_ms": 1e3}"#, "400: epoch_ms must be an integer"),
+            (r#"{"epoch_ms": 1e-3}"#, "400: epoch_ms must be an integer"),
+            (
+                r#"{"epoch_ms": 1.25e1}"#,
+                "400: epoch_ms must be an integer",
+            ),
+            (r#"{"epoch_ms": true}"#, "400: epoch_ms must be an integer"),
             (r#"{"epoch_ms": null}"#, "400: epoch_ms must be an integer"),
             (
                 r#"{"timestamp": 5}"#,
@@ -284,6 +359,48 @@ mod tests {
     #[test]
     fn minus_zero_is_the_integer_zero() {
         assert_eq!(parse(r#"{"epoch_ms": -0}"#), Ok(0));
+        assert_eq!(parse(r#"{"epoch_ms": -0.0e5}"#), Ok(0));
+    }
+
+    #[test]
+    fn a_whole_number_is_an_integer_however_it_is_written() {
+        for written in [
+            "1795628183123",
+            "1795628183123.0",
+            "1795628183123.000e0",
+            "1.795628183123e12",
+            "1.795628183123E+12",
+            "17956281831230e-1",
+            "0.1795628183123e13",
+            "0.00001795628183123e17",
+        ] {
+            assert_eq!(
+                parse(&format!(r#"{{"epoch_ms": {written}}}"#)),
+                Ok(1_795_628_183_123),
+                "{written}"
+            );
+        }
+        assert_eq!(parse(r#"{"epoch_ms": 130.0}"#), Ok(130));
+        assert_eq!(parse(r#"{"epoch_ms": 1e3}"#), Ok(1000));
+        for out_of_range in [
+            "1e19",
+            "9999999999999999999",
+            "-9999999999999999999",
+            "1e400",
+            "1e99999999999999999999",
+            "-1.0",
+            "-1e3",
+        ] {
+            assert!(
+                parse(&format!(r#"{{"epoch_ms": {out_of_range}}}"#))
+                    .is_err_and(|error| error.contains("outside the accepted range")),
+                "{out_of_range}"
+            );
+        }
+        assert!(
+            parse(r#"{"epoch_ms": 1e-99999999999999999999}"#)
+                .is_err_and(|error| error.contains("must be an integer"))
+        );
     }
 
     #[test]

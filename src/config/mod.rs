@@ -42,6 +42,10 @@ const CURSOR_KEY_MIN_BYTES: usize = 32;
 /// than a plan.
 const MAX_CONNECTIONS_LIMIT: usize = 100_000;
 
+/// Largest `response_buffer_bytes`: a budget larger than this is larger than any container
+/// this service is meant for, so likelier a typo.
+const MAX_RESPONSE_BUFFER_BYTES: usize = 1024 * 1024 * 1024;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -70,6 +74,10 @@ pub struct Config {
     /// keep-alive connections and clients that send headers slowly.
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// Most bytes that list pages may hold at once, across all connections: pages being built
+    /// and pages waiting for their clients to read them. A listing that finds no room waits
+    /// up to `redis.command_timeout`, then answers 503 `busy`.
+    pub response_buffer_bytes: usize,
     /// File holding the key that signs list cursors, shared by every replica so that each one
     /// accepts the others' cursors; without it each process draws a random key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,6 +108,7 @@ impl Default for Config {
             max_connections: 1024,
             write_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
+            response_buffer_bytes: 16 * 1024 * 1024,
             cursor_key_file: None,
             cursor_key: None,
             redis: RedisConfig::default(),
@@ -194,6 +203,17 @@ impl Config {
             return Err(invalid(
                 "max_connections",
                 format!("must be from 1 to {MAX_CONNECTIONS_LIMIT}"),
+            ));
+        }
+        let budget = crate::api::smallest_budget(crate::api::MAX_LIMIT)..=MAX_RESPONSE_BUFFER_BYTES;
+        if !budget.contains(&self.response_buffer_bytes) {
+            return Err(invalid(
+                "response_buffer_bytes",
+                format!(
+                    "must be from {} (room to build the largest page) to {} (1 GiB)",
+                    budget.start(),
+                    budget.end()
+                ),
             ));
         }
         for (key, value, max, max_text) in [

@@ -228,7 +228,9 @@ fn operability_keys_come_from_the_documented_variables() {
         jail.set_env("TSAPI_LOG_FORMAT", "text");
         jail.set_env("TSAPI_DRAIN_DELAY", "5s");
         jail.set_env("TSAPI_SHUTDOWN_TIMEOUT", "20s");
+        jail.set_env("TSAPI_RESPONSE_BUFFER_BYTES", "33554432");
         let config = load_in(jail, None).unwrap();
+        assert_eq!(config.response_buffer_bytes, 32 * 1024 * 1024);
         assert_eq!(config.admin_listen.to_string(), "0.0.0.0:9191");
         assert_eq!(config.log, "warn,timestamp_api=debug");
         assert_eq!(config.log_format, LogFormat::Text);
@@ -262,6 +264,16 @@ fn a_bad_value_is_refused_naming_its_key_and_variable() {
         ("TSAPI_MAX_CONNECTIONS", "1000000", "max_connections"),
         ("TSAPI_WRITE_TIMEOUT", "0s", "write_timeout"),
         ("TSAPI_IDLE_TIMEOUT", "6m", "idle_timeout"),
+        (
+            "TSAPI_RESPONSE_BUFFER_BYTES",
+            "65536",
+            "response_buffer_bytes",
+        ),
+        (
+            "TSAPI_RESPONSE_BUFFER_BYTES",
+            "2147483648",
+            "response_buffer_bytes",
+        ),
         (
             "TSAPI_CURSOR_KEY_FILE",
             "/nonexistent/cursor_key",

@@ -14,7 +14,10 @@ use warp::http::{Request, Version, header};
 use warp::reply::Response;
 
 use super::Route;
-use crate::api::{ApiError, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS};
+use crate::api::{
+    ApiError, MAX_METHOD_BYTES, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS,
+    MAX_REQUEST_TARGET_BYTES,
+};
 use crate::metrics::Metrics;
 use crate::telemetry::{self, REQUEST_ID_HEADER};
 
@@ -70,31 +73,58 @@ where
             metrics.observe_request(&method, route, status, elapsed);
             // Microsecond resolution is plenty, and keeps the log lines short.
             let latency_ms = elapsed.as_micros() as f64 / 1000.0;
+            // A method over the limit was refused; it is logged cut to the limit, never whole.
+            let method = method
+                .as_str()
+                .get(..MAX_METHOD_BYTES)
+                .unwrap_or(method.as_str());
             match access_log {
                 AccessLog::Info => tracing::info!(
-                    target: "timestamp_api::access", %method, route, status = status.as_u16(), latency_ms, "request"
+                    target: "timestamp_api::access", method, route, status = status.as_u16(), latency_ms, "request"
                 ),
                 AccessLog::Debug => tracing::debug!(
-                    target: "timestamp_api::access", %method, route, status = status.as_u16(), latency_ms, "request"
+                    target: "timestamp_api::access", method, route, status = status.as_u16(), latency_ms, "request"
                 ),
             }
             response
         };
+        // hyper drops this future when the client goes away mid-request (a reset, or a close
+        // hyper does not wait out). The request runs in a task of its own, so that what it
+        // started (a write sent to Redis) still ends in its access-log line and its metrics.
+        let handling = tokio::spawn(telemetry::with_request_id(
+            request_id.clone(),
+            handled.instrument(span),
+        ));
         Box::pin(async move {
-            let mut response =
-                telemetry::with_request_id(request_id.clone(), handled.instrument(span)).await;
+            let mut response = handling.await.unwrap_or_else(|_| {
+                // The panic itself is counted and logged by the panic hook (telemetry).
+                ApiError::Internal("the request's task panicked".into()).into_response()
+            });
             response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
             Ok(response)
         })
     }
 }
 
-/// Why a request cannot be routed at all, if it cannot: its target is not a path (the
-/// authority form of `CONNECT host:port`, the asterisk form of `OPTIONS *`), it is HTTP/1.1
-/// without exactly one `Host` (RFC 9112, section 3.2), or its head is over this service's own
-/// limits (below hyper's, so that the answer is a problem document rather than hyper's empty
-/// 431).
+/// Why a request cannot be routed at all, if it cannot: its method, target or header fields
+/// are over this service's own limits (below hyper's, so that the answer is a problem document
+/// rather than hyper's empty 431), its target is not a path (the authority form of `CONNECT
+/// host:port`, the asterisk form of `OPTIONS *`), or it is HTTP/1.1 without exactly one `Host`
+/// (RFC 9112, section 3.2).
 fn unroutable<B>(request: &Request<B>) -> Option<ApiError> {
+    if request.method().as_str().len() > MAX_METHOD_BYTES {
+        return Some(ApiError::MethodTooLong);
+    }
+    let uri = request.uri();
+    let target_bytes = uri
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len())
+        + uri
+            .authority()
+            .map_or(0, |authority| authority.as_str().len());
+    if target_bytes > MAX_REQUEST_TARGET_BYTES {
+        return Some(ApiError::UriTooLong);
+    }
     if !request.uri().path().starts_with('/') {
         return Some(ApiError::InvalidRequest(
             "the request target must be a path such as /v1/timestamps",
@@ -104,16 +134,11 @@ fn unroutable<B>(request: &Request<B>) -> Option<ApiError> {
     if headers.len() > MAX_REQUEST_HEADERS {
         return Some(ApiError::HeadersTooLarge);
     }
-    let target_bytes = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |target| target.as_str().len());
-    let head_bytes: usize = target_bytes
-        + headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 4)
-            .sum::<usize>();
-    if head_bytes > MAX_REQUEST_HEAD_BYTES {
+    let field_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if field_bytes > MAX_REQUEST_HEAD_BYTES {
         return Some(ApiError::HeadersTooLarge);
     }
     if request.version() == Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {

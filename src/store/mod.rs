@@ -67,6 +67,31 @@ pub enum StoreError {
     NotReplicated { acked: u32, wanted: u32 },
     #[error("the task that keeps the Redis connection has stopped")]
     Disconnected,
+    /// Redis answered the command with an error reply (OOM at `maxmemory`, MISCONF when it
+    /// cannot persist, NOPERM, …): it did not run it, so a refused write was not applied.
+    #[error("Redis refused the command: {source}")]
+    Refused {
+        write: bool,
+        code: String,
+        source: RedisError,
+    },
+}
+
+/// The `cause` label of `timestamp_api_redis_refusals_total` (and the reason a problem document
+/// gives) for a Redis error code: a fixed set, so that an unknown code cannot add series.
+pub fn refusal_reason(code: &str) -> &'static str {
+    match code {
+        "OOM" => "oom",
+        "MISCONF" => "misconf",
+        "NOPERM" => "noperm",
+        "NOAUTH" | "WRONGPASS" => "noauth",
+        "NOREPLICAS" => "noreplicas",
+        "LOADING" => "loading",
+        "BUSY" => "busy",
+        "MASTERDOWN" => "masterdown",
+        "WRONGTYPE" => "wrongtype",
+        _ => "other",
+    }
 }
 
 /// Whether a SET created the name or replaced an existing value.
@@ -269,6 +294,14 @@ impl Store {
                     Trouble::Readonly
                 } else if is_connection_error(&error) {
                     Trouble::Lost
+                } else if let Some(code) = error.code() {
+                    let code = code.to_owned();
+                    self.metrics.count_refusal(refusal_reason(&code));
+                    return Err(StoreError::Refused {
+                        write: resend == Resend::IfNotApplied,
+                        code,
+                        source: error,
+                    });
                 } else {
                     return Err(error.into());
                 };
@@ -343,11 +376,9 @@ fn decode_value(key: &str, value: &str) -> Result<Timestamp, StoreError> {
 /// A key of another Redis type (a hash, say) is corrupt data, not an outage.
 fn corrupt_if_wrong_type(error: StoreError, key: &str) -> StoreError {
     match &error {
-        StoreError::Redis(redis_error) if redis_error.code() == Some("WRONGTYPE") => {
-            StoreError::CorruptValue {
-                key: key.to_owned(),
-            }
-        }
+        StoreError::Refused { code, .. } if code == "WRONGTYPE" => StoreError::CorruptValue {
+            key: key.to_owned(),
+        },
         _ => error,
     }
 }

@@ -61,7 +61,7 @@ pub fn panics() -> u64 {
 
 /// Replaces the standard panic report (plain text on stderr, outside the log) with one `panic`
 /// event in the log, carrying the request id of the request being served, and counts it. The
-/// task that panicked ends (hyper closes that connection); the service goes on.
+/// request's task ends and its client gets a 500 (`http::Observed`); the service goes on.
 fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
         PANICS.fetch_add(1, Ordering::Relaxed);

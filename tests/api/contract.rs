@@ -90,3 +90,40 @@ fn assert_every_reference_resolves(document: &Value, value: &Value) {
         _ => {}
     }
 }
+
+/// The document admits no request the service refuses for its shape: a PUT body with both
+/// fields (or none), and an empty cursor, are outside the schema as well as refused.
+#[tokio::test]
+async fn what_the_schema_admits_the_service_takes_and_what_it_refuses_the_schema_excludes() {
+    let app = spawn_app().await;
+    let document = app.api.get("/openapi.json").await.json();
+    let set_request = &document["components"]["schemas"]["SetRequest"];
+    assert_eq!(set_request["additionalProperties"], false, "{set_request}");
+    assert_eq!(set_request["minProperties"], 1, "{set_request}");
+    assert_eq!(set_request["maxProperties"], 1, "{set_request}");
+    for (body, status) in [
+        (r#"{"epoch_ms": 1}"#, 201),
+        (r#"{"timestamp": "2026-11-25T17:36:23Z"}"#, 200),
+        (
+            r#"{"epoch_ms": 1, "timestamp": "2026-11-25T17:36:23Z"}"#,
+            400,
+        ),
+        ("{}", 400),
+    ] {
+        let response = app.api.put_json("/v1/timestamps/shape", body).await;
+        assert_eq!(response.status, status, "{body}");
+    }
+
+    let list = &document["paths"]["/v1/timestamps"]["get"]["parameters"];
+    let cursor = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|parameter| parameter["name"] == "cursor")
+        .unwrap();
+    assert_eq!(cursor["schema"]["minLength"], 1, "{cursor}");
+    app.api
+        .get("/v1/timestamps?cursor=")
+        .await
+        .assert_problem(400, "invalid-query");
+}

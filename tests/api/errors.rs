@@ -56,6 +56,11 @@ async fn bad_fields_are_400() {
         r#"{"timestamp": "2026-11-25"}"#,
         r#"{"timestamp": 17}"#,
         "[]",
+        // The sequence form serde's derive would also take for the object: not the contract.
+        r#"["2026-11-25T17:36:23Z"]"#,
+        r#"["2026-11-25T17:36:23Z", null]"#,
+        r#""2026-11-25T17:36:23Z""#,
+        "1795628183123",
     ] {
         app.api
             .put_json("/v1/timestamps/x", body)

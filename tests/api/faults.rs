@@ -94,3 +94,57 @@ async fn the_service_starts_while_redis_is_down() {
     app.redis.restart();
     serves_again_soon(app.api).await;
 }
+
+#[tokio::test]
+async fn a_write_redis_refuses_is_a_503_that_says_so_while_reads_and_readiness_go_on() {
+    let app = spawn_app().await;
+    let api = app.api;
+    assert_eq!(
+        api.put_json("/v1/timestamps/kept", r#"{"epoch_ms": 5}"#)
+            .await
+            .status,
+        201
+    );
+    // Any memory in use is over a 1-byte maxmemory: with noeviction, Redis refuses every
+    // command that could grow the data set (OOM) and still serves reads, PING and DEL.
+    let mut redis = app.redis.client();
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", "1"])
+        .query(&mut redis)
+        .unwrap();
+
+    let refused = api
+        .put_json("/v1/timestamps/refused", r#"{"epoch_ms": 6}"#)
+        .await;
+    let body = refused.assert_problem(503, "store-refused");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("refused the write (oom)") && detail.contains("not applied"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("maxmemory"),
+        "the body names no internals: {detail}"
+    );
+    let now = api.put_empty("/v1/timestamps/kept").await;
+    now.assert_problem(503, "store-refused");
+    let stored: Option<i64> = redis::cmd("GET")
+        .arg("ts:refused")
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(stored, None, "a refused write is not applied");
+
+    assert_eq!(api.get("/v1/timestamps/kept").await.status, 200);
+    assert_eq!(api.get("/v1/timestamps?limit=10").await.status, 200);
+    assert_eq!(app.admin.get("/readyz").await.status, 200);
+    let metrics = app.admin.get("/metrics").await.text();
+    assert_eq!(
+        crate::helpers::metric(
+            &metrics,
+            r#"timestamp_api_redis_refusals_total{cause="oom"}"#
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+}

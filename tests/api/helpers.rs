@@ -518,15 +518,46 @@ pub fn binary(env: &[(&str, &str)]) -> Command {
 
 impl ServiceProcess {
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = binary(&[
+        Self::start_command(Self::command(env))
+    }
+
+    /// `start` with the file descriptor limit (`ulimit -n`) set to `soft` and `hard`.
+    pub fn start_with_fd_limit(env: &[(&str, &str)], soft: u64, hard: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut command = Self::command(env);
+        // SAFETY: the closure runs in the child between fork and exec, and calls only
+        // setrlimit, which is async-signal-safe, on a struct of its own.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::start_command(command)
+    }
+
+    fn command(env: &[(&str, &str)]) -> Command {
+        let mut command = binary(&[
             ("TSAPI_LISTEN", "127.0.0.1:0"),
             ("TSAPI_ADMIN_LISTEN", "127.0.0.1:0"),
-        ])
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting timestamp-api");
+        ]);
+        command.envs(env.iter().copied());
+        command
+    }
+
+    fn start_command(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting timestamp-api");
         let reading_stdout = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let stdout = collect_lines(
             child.stdout.take().expect("piped stdout"),
@@ -590,6 +621,21 @@ impl ServiceProcess {
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS in /proc status");
         kib / 1024.0
+    }
+
+    /// The process's file descriptor limit now: soft and hard (`/proc/<pid>/limits`).
+    pub fn fd_limit(&self) -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id()))
+            .expect("the service's /proc limits");
+        let line = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .expect("a Max open files line");
+        let mut values = line
+            .trim_start_matches("Max open files")
+            .split_whitespace()
+            .map(|value| value.parse().expect("a number of files"));
+        (values.next().unwrap(), values.next().unwrap())
     }
 
     /// Sends a signal such as `libc::SIGTERM` to the process.

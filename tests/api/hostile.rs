@@ -53,11 +53,19 @@ async fn promptly(
 
 /// A service with its own Redis holding `names` timestamps (`name-0`, `name-1`, …).
 fn service_with(names: usize, env: &[(&str, &str)]) -> (RedisServer, ServiceProcess) {
+    service_with_names((0..names).map(|i| format!("name-{i}")), env)
+}
+
+/// A service with its own Redis holding a timestamp for each of `names`.
+fn service_with_names(
+    names: impl Iterator<Item = String>,
+    env: &[(&str, &str)],
+) -> (RedisServer, ServiceProcess) {
     let redis = RedisServer::start();
-    if names > 0 {
-        let pairs: Vec<(String, i64)> = (0..names)
-            .map(|i| (format!("ts:name-{i}"), 1_795_628_183_123))
-            .collect();
+    let pairs: Vec<(String, i64)> = names
+        .map(|name| (format!("ts:{name}"), 1_795_628_183_123))
+        .collect();
+    if !pairs.is_empty() {
         let () = redis.client().mset(&pairs).unwrap();
     }
     let url = redis.url();
@@ -682,5 +690,366 @@ async fn oversized_heads_and_lengths_get_problem_documents_where_hyper_lets_them
         raw_answer(api, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec()).await,
         ""
     );
+    assert_no_panics(&service).await;
+}
+
+#[tokio::test]
+async fn an_overlong_request_target_is_414_and_overlong_header_fields_stay_431() {
+    let (_redis, service) = service_with(0, &[]);
+    let api = service.api;
+    // Over the 6 KiB target limit and well under hyper's 16 KiB head: the service's own 414.
+    for target in [
+        format!("/v1/timestamps/{}", "a".repeat(14 * 1024)),
+        format!("/v1/timestamps?limit=1&x={}", "b".repeat(7000)),
+    ] {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").into_bytes();
+        let answer = raw_answer(api, request).await;
+        assert!(answer.starts_with("HTTP/1.1 414 "), "{answer:.200}");
+        assert!(answer.contains("uri-too-long"), "{answer:.400}");
+    }
+    // A target at the limit is routed (here: a name too long, which is a 400 of its own).
+    let at_limit = format!(
+        "/v1/timestamps/{}",
+        "a".repeat(6 * 1024 - "/v1/timestamps/".len())
+    );
+    let request =
+        format!("GET {at_limit} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").into_bytes();
+    let answer = raw_answer(api, request).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:.200}");
+    assert!(answer.contains("invalid-name"), "{answer:.400}");
+    // Header fields over theirs are still 431, with a short target.
+    let answer = raw_answer(api, with_headers(1, 10 * 1024)).await;
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:.200}");
+    assert_no_panics(&service).await;
+}
+
+#[tokio::test]
+async fn an_overlong_method_is_refused_without_echoing_or_logging_it_whole() {
+    let (_redis, service) = service_with(0, &[]);
+    let method = "X".repeat(15_000);
+    let request =
+        format!("{method} /v1/timestamps HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    let answer = raw_answer(service.api, request.into_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:.200}");
+    assert!(answer.contains("invalid-request"), "{answer:.400}");
+    assert!(answer.len() < 1024, "{} bytes of answer", answer.len());
+    // A method at the limit is an ordinary unknown method: 405, echoed.
+    let method = "Y".repeat(32);
+    let request =
+        format!("{method} /v1/timestamps HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    let answer = raw_answer(service.api, request.into_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer:.200}");
+    assert!(answer.contains(&method), "{answer}");
+
+    let logged = eventually(Duration::from_secs(5), || async {
+        service
+            .events()
+            .iter()
+            .filter(|event| event["target"] == "timestamp_api::access")
+            .count()
+            == 2
+    })
+    .await;
+    println!("both requests logged within {logged:?}");
+    for line in service.stdout() {
+        assert!(line.len() < 1024, "a log line of {} bytes", line.len());
+    }
+    assert_no_panics(&service).await;
+}
+
+/// Sends `request`, shuts down the sending side (as `nc -N` does), and reads the answer.
+fn half_closed(client: Client, request: &str) -> String {
+    let mut stream = TcpStream::connect(client.addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    read_until_closed(&mut stream, Duration::from_secs(5)).0
+}
+
+#[tokio::test]
+async fn a_request_followed_by_a_half_close_is_answered_applied_logged_and_counted() {
+    let (redis, service) = service_with(1, &[]);
+    let (api, admin) = (service.api, service.admin);
+    let body = r#"{"epoch_ms": 1795628183123}"#;
+    let put = move |name: usize| {
+        format!(
+            "PUT /v1/timestamps/half-{name} HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut answers: Vec<String> = (0..30).map(|name| half_closed(api, &put(name))).collect();
+        for request in [
+            "GET /v1/timestamps/name-0 HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /v1/timestamps?limit=5 HTTP/1.1\r\nHost: h\r\n\r\n",
+            "DELETE /v1/timestamps/name-0 HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            answers.push(half_closed(api, request));
+        }
+        answers.push(half_closed(
+            admin,
+            "GET /readyz HTTP/1.1\r\nHost: h\r\n\r\n",
+        ));
+        answers
+    })
+    .await
+    .unwrap();
+    let statuses: Vec<&str> = answers
+        .iter()
+        .map(|answer| answer.get(9..12).unwrap_or("none"))
+        .collect();
+    let mut expected = vec!["201"; 30];
+    expected.extend(["200", "200", "204", "200"]);
+    assert_eq!(statuses, expected);
+
+    let mut redis = redis.client();
+    for name in 0..30 {
+        let stored: Option<i64> = redis.get(format!("ts:half-{name}")).unwrap();
+        assert_eq!(stored, Some(1_795_628_183_123), "half-{name}");
+    }
+    let metrics = metrics_of(&service).await;
+    let series = r#"http_requests_total{method="PUT",route="/v1/timestamps/{name}",status="201"}"#;
+    assert_eq!(metric(&metrics, series), Some(30.0), "{metrics}");
+    eventually(Duration::from_secs(5), || async {
+        service
+            .events()
+            .iter()
+            .filter(|event| event["target"] == "timestamp_api::access" && event["method"] == "PUT")
+            .count()
+            == 30
+    })
+    .await;
+    assert_no_panics(&service).await;
+}
+
+#[tokio::test]
+async fn a_write_whose_client_resets_the_connection_is_still_logged_and_counted() {
+    let (redis, service) = service_with(0, &[]);
+    // Redis holds every command while paused: the PUT is in flight when its client goes away.
+    redis.pause();
+    let api = service.api;
+    tokio::task::spawn_blocking(move || {
+        let body = r#"{"epoch_ms": 7}"#;
+        let mut stream = TcpStream::connect(api.addr).unwrap();
+        let request = format!(
+            "PUT /v1/timestamps/gone HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        // Well within the harness's 250 ms command timeout, so the write can still succeed.
+        std::thread::sleep(Duration::from_millis(100));
+        // SO_LINGER 0: close with a reset, as a client that crashed or timed out does.
+        linger_zero(&stream);
+    })
+    .await
+    .unwrap();
+    redis.resume();
+    let stored = eventually(Duration::from_secs(5), || {
+        let mut redis = redis.client();
+        async move { redis.get::<_, Option<i64>>("ts:gone").unwrap() == Some(7) }
+    })
+    .await;
+    println!("the write was applied {stored:?} after Redis resumed");
+    eventually(Duration::from_secs(5), || async {
+        let series =
+            r#"http_requests_total{method="PUT",route="/v1/timestamps/{name}",status="201"}"#;
+        metric(&metrics_of(&service).await, series) == Some(1.0)
+    })
+    .await;
+    eventually(Duration::from_secs(5), || async {
+        service.events().iter().any(|event| {
+            event["target"] == "timestamp_api::access"
+                && event["method"] == "PUT"
+                && event["status"] == 201
+        })
+    })
+    .await;
+    assert_no_panics(&service).await;
+}
+
+/// Sets SO_LINGER to 0 on `stream`, so that dropping it sends a reset.
+fn linger_zero(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads `linger` (its size is passed) on a socket we own.
+    let result = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::from_ref(&linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[tokio::test]
+async fn the_descriptor_limit_is_raised_at_start_up_and_a_hard_limit_too_low_caps_connections() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let env = [("TSAPI_REDIS__URL", url.as_str())];
+
+    // A soft limit below what 1,024 connections per listener need, under the hard one this
+    // process has (a process may lower its hard limit, never raise it).
+    let mut ours = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed to it.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut ours) },
+        0
+    );
+    let hard = ours.rlim_max.min(1 << 20);
+    assert!(
+        hard > 256,
+        "this test needs a hard file limit above 256, not {hard}"
+    );
+    let raised = ServiceProcess::start_with_fd_limit(&env, 256, hard);
+    assert_eq!(raised.fd_limit(), (hard, hard));
+    assert!(
+        !raised
+            .stdout()
+            .iter()
+            .any(|line| line.contains("file descriptor limit")),
+        "{:?}",
+        raised.stdout()
+    );
+    drop(raised);
+
+    // A hard limit of 200: (200 - 64 reserved) / 2 = 68 connections per listener, said at
+    // start-up; connections over that get the documented 503, not a wait in the listen queue.
+    let capped = ServiceProcess::start_with_fd_limit(&env, 200, 200);
+    let warning = capped
+        .events()
+        .into_iter()
+        .find(|event| {
+            event["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("file descriptor limit"))
+        })
+        .unwrap_or_else(|| panic!("no start-up warning: {:?}", capped.stdout()));
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["serving"], 68, "{warning}");
+    assert_eq!(warning["needed"], 2112, "{warning}");
+    let api = capped.api;
+    let answers = tokio::task::spawn_blocking(move || {
+        let held: Vec<TcpStream> = (0..68)
+            .map(|_| TcpStream::connect(api.addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let answers: Vec<String> = (0..20)
+            .map(|_| {
+                let mut over = TcpStream::connect(api.addr).unwrap();
+                read_until_closed(&mut over, Duration::from_secs(5)).0
+            })
+            .collect();
+        drop(held);
+        answers
+    })
+    .await
+    .unwrap();
+    for answer in &answers {
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+        assert!(answer.contains("too-many-connections"), "{answer}");
+    }
+    let metrics = metrics_of(&capped).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"timestamp_api_connections_refused_total{listener="api"}"#
+        ),
+        Some(20.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"timestamp_api_accept_errors_total{listener="api"}"#
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_no_panics(&capped).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_full_pages_nobody_reads_stays_within_the_budget_and_memory_comes_back() {
+    let _alone = HEAVY.lock().await;
+    raise_fd_limit();
+    let budget_mib = 16.0;
+    // Names of the longest length (128).
+    let (_redis, service) = service_with_names((0..1000).map(|i| format!("{i:0>128}")), &[]);
+    // Warm up: the runtime's threads, Redis connection and one page, as a service in use has.
+    let warm = service.api.get("/v1/timestamps?limit=1000").await;
+    assert_eq!(warm.json()["items"].as_array().unwrap().len(), 1000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = service.rss_mib();
+
+    // 200 clients, each 20 pipelined requests for a page of 1,000 items (some 200 KB of JSON):
+    // without a budget, two pages held per connection, some 80 MB.
+    let pipelined = "GET /v1/timestamps?limit=1000 HTTP/1.1\r\nHost: h\r\n\r\n".repeat(20);
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(service.api.addr).await.unwrap();
+        let _ = stream.try_write(pipelined.as_bytes());
+        clients.push(stream);
+    }
+    let mut peak: f64 = 0.0;
+    let mut held_peak: f64 = 0.0;
+    for _ in 0..30 {
+        peak = peak.max(service.rss_mib());
+        let metrics = metrics_of(&service).await;
+        // Read, not required, here: the memory is what is measured first.
+        let held = metric(&metrics, "timestamp_api_response_buffer_bytes");
+        held_peak = held_peak.max(held.unwrap_or(f64::NAN));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Others still get served meanwhile: a single value at once, a page or a 503 `busy`.
+    let got = promptly(
+        "GET",
+        service.api.get(&format!("/v1/timestamps/{:0>128}", 7)),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let page = service.api.get("/v1/timestamps?limit=10").await;
+    assert!(
+        page.status == 200 || page.header("content-type") == Some("application/problem+json"),
+        "{page:?}"
+    );
+    if page.status != 200 {
+        page.assert_problem(503, "busy");
+    }
+    drop(clients);
+    println!(
+        "RSS: {idle:.1} MiB idle, at most {peak:.1} MiB under the burst; {:.1} MiB of the \
+         budget held at most",
+        held_peak / 1024.0 / 1024.0
+    );
+
+    // Back within twice the idle value (the allocator gives freed pages back to the kernel),
+    // and at least half the way down, which glibc's malloc does not do by itself.
+    let settled = (2.0 * idle).min(idle + (peak - idle) / 2.0);
+    let back = eventually(Duration::from_secs(10), || async {
+        service.rss_mib() <= settled
+    })
+    .await;
+    println!("RSS within twice the idle value {back:?} after the clients left");
+    assert!(
+        held_peak > 0.0 && held_peak <= budget_mib * 1024.0 * 1024.0,
+        "timestamp_api_response_buffer_bytes peaked at {held_peak}"
+    );
+    // docs/operations.md, "Memory": idle + the budget + 32 KiB per connection + the
+    // allocator's slack (16 MiB).
+    let bound = idle + budget_mib + 200.0 * 32.0 / 1024.0 + 16.0;
+    assert!(peak <= bound, "peak {peak:.1} MiB over {bound:.1} MiB");
     assert_no_panics(&service).await;
 }

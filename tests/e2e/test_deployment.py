@@ -258,7 +258,10 @@ def secrets_are_files_only_and_the_acl_holds_hashes_only():
     ha_acl = (SECRETS / "users-ha.acl").read_text()
     assert not any(secret in ha_acl for secret in (password, admin_password, replication, sentinel))
     assert ha_acl.count(" #") == 4, ha_acl
-    for name in ("users-ha.acl", "replication.conf", "sentinel.conf"):
+    sentinel_acl = (SECRETS / "sentinel-users.acl").read_text()
+    assert not any(secret in sentinel_acl for secret in (password, admin_password, sentinel))
+    assert sentinel_acl.count(" #") == 3, sentinel_acl
+    for name in ("users-ha.acl", "replication.conf", "sentinel-users.acl", "sentinel.conf"):
         assert (SECRETS / name).stat().st_uid == 999, name
         assert (SECRETS / name).stat().st_mode & 0o077 == 0, f"{name} is readable by group or others"
 
@@ -399,6 +402,7 @@ HA_NODES = {f"{HA_NETWORK}.11": "redis-primary", f"{HA_NETWORK}.12": "redis-repl
 SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "timestamp-redis")
 DOWN_AFTER = int(os.environ.get("SENTINEL_DOWN_AFTER_MS", "5000")) / 1000
+KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "ts:")
 
 
 _ha_containers = {}
@@ -568,6 +572,65 @@ def ha_api_survives_the_loss_of_the_primary():
     # The ACLs allowed everything the service, the Sentinels and the replica sent meanwhile.
     for service in (*HA_NODES.values(), *SENTINELS):
         assert as_admin(service, "ACL", "LOG") == "", f"{service} refused a command: {as_admin(service, 'ACL', 'LOG')}"
+
+
+@test
+def ha_sentinels_restarted_all_at_once_still_follow_the_promoted_primary():
+    """Each Sentinel's config file, which it rewrites after a failover, is on a volume
+    of its own (seeded once by sentinel-N-seed), so stopping all three and starting them again
+    brings back what they had agreed on, not the primary they were first told about."""
+    if not service_supports_sentinel():
+        raise Skip(f"{os.environ['API_IMAGE']} has no Sentinel support (TSAPI_REDIS__SENTINEL__*)")
+    ha("up", "--detach", "--wait", "api-ha")
+    # The seed names redis-primary (.11) as the primary; make it the other one.
+    initial, promoted = f"{HA_NETWORK}.11", f"{HA_NETWORK}.12"
+    wait_for_topology(primary_by("sentinel-1"), within=40)
+    if primary_by("sentinel-1") != promoted:
+        assert as_admin("sentinel-1", "SENTINEL", "FAILOVER", MASTER) == "OK"
+        wait_for_topology(promoted, within=30)
+
+    acknowledged = {}
+
+    def write(name, value):
+        status = put_json(f"/v1/timestamps/{name}", {"epoch_ms": value}, port=API_HA_PORT)[0]
+        if status in (200, 201):
+            acknowledged[name] = value
+        return status
+
+    wait_for("writes are acknowledged", lambda: write("e2e-sentinel-restart-0", 1) in (200, 201), 15)
+    for n in range(1, 20):
+        write(f"e2e-sentinel-restart-{n}", 1000 + n)
+
+    # Every Sentinel down at once: none can learn the primary from another on its way back.
+    ha("stop", *SENTINELS)
+    ha("up", "--detach", "--wait", *SENTINELS)
+    named = {sentinel: primary_by(sentinel) for sentinel in SENTINELS}
+    assert set(named.values()) == {promoted}, (
+        f"after a restart of all Sentinels they name {named}; the primary is {promoted} "
+        f"(the seed's {initial} means their state was lost)"
+    )
+    for seed in ("sentinel-1-seed", "sentinel-2-seed", "sentinel-3-seed"):
+        details = json.loads(run("docker", "inspect", ha_container(seed)).stdout)[0]
+        host = details["HostConfig"]
+        assert details["State"]["ExitCode"] == 0, (seed, details["State"])
+        assert details["Config"]["User"] == "999:999" and host["NetworkMode"] == "none", seed
+        assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"], seed
+        assert "no-new-privileges:true" in host["SecurityOpt"], seed
+        assert "exists; left as it is" in ha("logs", "--no-color", seed).stdout, f"{seed} did not keep the file"
+    wait_for_topology(promoted, within=30)
+
+    # The service goes on writing, to the promoted node, and every acknowledged write is there.
+    wait_for("writes are acknowledged after the Sentinels restarted",
+             lambda: write("e2e-sentinel-restart-after", 2000) in (200, 201), DOWN_AFTER + 10)
+    assert acknowledged, "no write was acknowledged"
+    for name, value in acknowledged.items():
+        status, _, body, _ = request("GET", f"/v1/timestamps/{name}", port=API_HA_PORT)
+        assert status == 200 and body["epoch_ms"] == value, (name, status, body)
+        assert as_admin(HA_NODES[promoted], "GET", KEY_PREFIX + name) == str(value), f"{name} is not on {promoted}"
+    assert info(as_admin(HA_NODES[promoted], "INFO", "replication")).get("role") == "master"
+    logs = ha("logs", "--no-color", *SENTINELS).stdout
+    assert "not able to save the new configuration" not in logs, "a Sentinel could not save its config file"
+    print(f"    {len(acknowledged)} acknowledged writes, all on {promoted} after the Sentinels restarted")
 
 
 def main():

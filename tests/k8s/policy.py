@@ -6,7 +6,9 @@ kube-apiserver's pod-security admission, baseline checks included) plus this pro
 a read-only root filesystem, no service-account token, resources, probes, and for the API the
 shutdown choreography (preStop sleep, grace period above drain + shutdown timeout), rollout
 settings and a cursor key from a Secret file; a StatefulSet of more than one pod (Redis with
-replicas, the Sentinels) keeps its pods on different nodes and has a PodDisruptionBudget. Every object carries the recommended labels and
+replicas, the Sentinels) keeps its pods on different nodes and has a PodDisruptionBudget; a
+Sentinel keeps its config file on a volume of its pod's own (a StatefulSet's
+volumeClaimTemplates), since that file is its memory. Every object carries the recommended labels and
 sits in the rendering's namespace; the Secrets and ConfigMaps pods reference exist (Secrets only
 where the rendering generates them: prod's come from outside). Exits 1 and lists every violation.
 """
@@ -186,6 +188,32 @@ def check_replicated_statefulset(obj, problems, budgets):
         problems.append(f"{name}: {obj['spec']['replicas']} replicas without a PodDisruptionBudget")
 
 
+def check_sentinels(obj, problems):
+    """Sentinel keeps what it learns (above all, which node is the primary after a failover) by
+    rewriting its config file. On /dev/null, on an emptyDir or in a Deployment's pods, every
+    Sentinel restarted at once goes back to the primary it was first told about."""
+    name = f"{obj['kind']}/{obj['metadata']['name']}"
+    spec = pod_spec(obj)
+    claims = {template["metadata"]["name"] for template in obj["spec"].get("volumeClaimTemplates", [])} if obj["kind"] == "StatefulSet" else set()
+    for container in spec.get("containers", []):
+        command, args = container.get("command") or [], container.get("args") or []
+        arguments = command[1:] + args if command else args
+        if "--sentinel" not in arguments and not any(word.endswith("redis-sentinel") for word in command[:1]):
+            continue
+        # redis-server's first argument is the config file unless it is an option.
+        config = arguments[0] if arguments and not arguments[0].startswith("-") else None
+        mounts = [
+            mount for mount in container.get("volumeMounts", [])
+            if config and config.startswith(mount["mountPath"].rstrip("/") + "/")
+        ]
+        mount = max(mounts, key=lambda mount: len(mount["mountPath"]), default=None)
+        if not mount or mount["name"] not in claims or mount.get("readOnly"):
+            problems.append(
+                f"{name}: container {container['name']} runs Sentinel with its config file ({config}) not on a "
+                "writable volume from volumeClaimTemplates: a restart forgets every failover"
+            )
+
+
 def check(documents):
     problems = []
     objects = [document for document in documents if document]
@@ -213,6 +241,7 @@ def check(documents):
                 check_api(obj, problems, configmaps)
             if obj["kind"] == "StatefulSet" and obj["spec"].get("replicas", 1) > 1:
                 check_replicated_statefulset(obj, problems, budgets)
+            check_sentinels(obj, problems)
         if obj["kind"] == "Namespace":
             ns_labels = obj["metadata"].get("labels", {})
             for mode in ("enforce", "audit", "warn"):
