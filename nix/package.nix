@@ -24,7 +24,8 @@ let
   };
 
   # Shared by every derivation below, so that they all reuse the same dependency build. No C
-  # libraries: the crate is pure Rust (no TLS), and it is built for Linux only.
+  # libraries from nixpkgs: the one C dependency, jemalloc (src/allocator.rs), is built from
+  # the source tikv-jemalloc-sys bundles, with the stdenv's cc and make; no TLS; Linux only.
   commonArgs = {
     inherit src;
     strictDeps = true;
