@@ -164,14 +164,17 @@ impl Timestamp {
     /// the past, so the stored instant never lies after the one given).
     pub fn parse_rfc3339(raw: &str) -> Result<Self, TimestampError> {
         let (grammar, in_range) = &*RFC3339_PATTERNS;
-        if !grammar.is_match(raw) {
+        // The range pattern holds the grammar: the grammar alone is asked only to tell a
+        // syntax error from a range error, never on the way of a valid timestamp.
+        let admitted = in_range.is_match(raw);
+        if !admitted && !grammar.is_match(raw) {
             return Err(TimestampError::Syntax(
                 "expected YYYY-MM-DDTHH:MM:SS[.fraction] and Z or ±HH:MM".into(),
             ));
         }
         let parsed = OffsetDateTime::parse(raw, &Rfc3339)
             .map_err(|error| TimestampError::Syntax(error.to_string()))?;
-        if !in_range.is_match(raw) {
+        if !admitted {
             return Err(TimestampError::OutOfRange);
         }
         let ms = parsed.unix_timestamp_nanos().div_euclid(1_000_000);

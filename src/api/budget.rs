@@ -22,7 +22,7 @@ use super::problem::ApiError;
 /// Room reserved per item of a page while it is built: more than an item costs at its largest
 /// (a 128-character name as SCAN returns it, as a key for MGET, as a value read back, as the
 /// item shown, and as JSON, about 800 bytes in all).
-pub const ITEM_BYTES: usize = 1024;
+const ITEM_BYTES: usize = 1024;
 
 /// Room reserved per page beyond its items: the cursor and the JSON around the items.
 const PAGE_BYTES: usize = 1024;
@@ -47,7 +47,7 @@ impl ResponseBudget {
 
     /// The room a page of `limit` items needs while it is built, once it is there.
     pub async fn reserve(&self, limit: usize) -> Result<Reservation, ApiError> {
-        let bytes = limit * ITEM_BYTES + PAGE_BYTES;
+        let bytes = room_for(limit);
         // The configuration check keeps the budget above the largest page's reservation, so
         // every reservation can be granted once enough pages are read.
         let permits = u32::try_from(bytes).map_err(|_| ApiError::Busy)?;
@@ -108,9 +108,10 @@ impl AsRef<[u8]> for Held {
     }
 }
 
-/// The smallest budget that grants the largest page's reservation.
-pub const fn smallest_budget(max_limit: usize) -> usize {
-    max_limit * ITEM_BYTES + PAGE_BYTES
+/// The room a page of `limit` items reserves while it is built; the budget must hold that of
+/// the largest page.
+pub const fn room_for(limit: usize) -> usize {
+    limit * ITEM_BYTES + PAGE_BYTES
 }
 
 #[cfg(test)]
@@ -127,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_holds_its_allocation_until_its_last_copy_is_dropped() {
-        let budget = budget(smallest_budget(10));
+        let budget = budget(room_for(10));
         let reservation = budget.reserve(10).await.unwrap();
         assert_eq!(budget.held.get(), 10 * 1024 + 1024);
         let mut page = Vec::with_capacity(300);
@@ -137,18 +138,15 @@ mod tests {
         let written_in_part = body.slice(100..);
         drop(body);
         assert_eq!(budget.held.get(), 300);
-        assert_eq!(
-            budget.permits.available_permits(),
-            smallest_budget(10) - 300
-        );
+        assert_eq!(budget.permits.available_permits(), room_for(10) - 300);
         drop(written_in_part);
         assert_eq!(budget.held.get(), 0);
-        assert_eq!(budget.permits.available_permits(), smallest_budget(10));
+        assert_eq!(budget.permits.available_permits(), room_for(10));
     }
 
     #[tokio::test]
     async fn a_request_without_room_waits_then_is_busy() {
-        let budget = budget(smallest_budget(10));
+        let budget = budget(room_for(10));
         let first = budget.reserve(10).await.unwrap();
         assert!(matches!(budget.reserve(1).await, Err(ApiError::Busy)));
         let waiting = tokio::spawn({

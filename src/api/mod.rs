@@ -25,7 +25,7 @@ pub use problem::{
     MAX_REQUEST_TARGET_BYTES, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS,
 };
 
-pub use budget::{ResponseBudget, smallest_budget};
+pub use budget::{ResponseBudget, room_for};
 pub use set_request::BODY_READ_TIMEOUT;
 pub use timestamps::MAX_LIMIT;
 

@@ -110,11 +110,9 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::CorruptValue { .. } => Self::Internal(error.to_string()),
             StoreError::NotReplicated { acked, wanted } => Self::NotReplicated { acked, wanted },
-            StoreError::Refused {
-                write, ref code, ..
-            } => Self::Refused {
+            StoreError::Refused { write, reason, .. } => Self::Refused {
                 operation: if write { "write" } else { "read" },
-                reason: crate::store::refusal_reason(code),
+                reason,
                 source: error,
             },
             StoreError::Timeout(_) | StoreError::Redis(_) | StoreError::Disconnected => {

@@ -205,7 +205,7 @@ impl Config {
                 format!("must be from 1 to {MAX_CONNECTIONS_LIMIT}"),
             ));
         }
-        let budget = crate::api::smallest_budget(crate::api::MAX_LIMIT)..=MAX_RESPONSE_BUFFER_BYTES;
+        let budget = crate::api::room_for(crate::api::MAX_LIMIT)..=MAX_RESPONSE_BUFFER_BYTES;
         if !budget.contains(&self.response_buffer_bytes) {
             return Err(invalid(
                 "response_buffer_bytes",

@@ -72,14 +72,15 @@ pub enum StoreError {
     #[error("Redis refused the command: {source}")]
     Refused {
         write: bool,
-        code: String,
+        /// `refusal_reason` of the error code.
+        reason: &'static str,
         source: RedisError,
     },
 }
 
 /// The `cause` label of `timestamp_api_redis_refusals_total` (and the reason a problem document
 /// gives) for a Redis error code: a fixed set, so that an unknown code cannot add series.
-pub fn refusal_reason(code: &str) -> &'static str {
+fn refusal_reason(code: &str) -> &'static str {
     match code {
         "OOM" => "oom",
         "MISCONF" => "misconf",
@@ -295,11 +296,11 @@ impl Store {
                 } else if is_connection_error(&error) {
                     Trouble::Lost
                 } else if let Some(code) = error.code() {
-                    let code = code.to_owned();
-                    self.metrics.count_refusal(refusal_reason(&code));
+                    let reason = refusal_reason(code);
+                    self.metrics.count_refusal(reason);
                     return Err(StoreError::Refused {
                         write: resend == Resend::IfNotApplied,
-                        code,
+                        reason,
                         source: error,
                     });
                 } else {
@@ -376,7 +377,10 @@ fn decode_value(key: &str, value: &str) -> Result<Timestamp, StoreError> {
 /// A key of another Redis type (a hash, say) is corrupt data, not an outage.
 fn corrupt_if_wrong_type(error: StoreError, key: &str) -> StoreError {
     match &error {
-        StoreError::Refused { code, .. } if code == "WRONGTYPE" => StoreError::CorruptValue {
+        StoreError::Refused {
+            reason: "wrongtype",
+            ..
+        } => StoreError::CorruptValue {
             key: key.to_owned(),
         },
         _ => error,
