@@ -457,16 +457,24 @@ def wait_for_topology(primary, within):
     """Every Sentinel names `primary`, knows the other two and the replica, and the replica is
     in sync with it."""
     replica = next(address for address in HA_NODES if address != primary)
+    seen = {}  # the last state of each part, for the message when it does not settle
 
     def settled():
         for sentinel in SENTINELS:
             state = pairs(as_admin(sentinel, "SENTINEL", "MASTER", MASTER))
-            if (state.get("ip"), state.get("flags"), state.get("num-other-sentinels"), state.get("num-slaves")) != (primary, "master", "2", "1"):
+            seen[sentinel] = (state.get("ip"), state.get("flags"), state.get("num-other-sentinels"), state.get("num-slaves"))
+            if seen[sentinel] != (primary, "master", "2", "1"):
                 return False
         replication = info(as_admin(HA_NODES[replica], "INFO", "replication"))
-        return (replication.get("role"), replication.get("master_host"), replication.get("master_link_status")) == ("slave", primary, "up")
+        seen[replica] = (replication.get("role"), replication.get("master_host"), replication.get("master_link_status"))
+        return seen[replica] == ("slave", primary, "up")
 
-    wait_for(f"Sentinels agree on {primary}, replica {replica} in sync", settled, within)
+    try:
+        wait_for(f"Sentinels agree on {primary}, replica {replica} in sync", settled, within)
+    except AssertionError as error:
+        logs = ha("logs", "--no-color", "--tail", "40", *SENTINELS, *HA_NODES.values(), check=False).stdout
+        raise AssertionError(f"{error}; last seen (ip, flags, other Sentinels, replicas / role, "
+                             f"primary, link): {seen}\n{logs}") from None
 
 
 
