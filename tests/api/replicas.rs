@@ -50,8 +50,14 @@ async fn until_writes_succeed(api: Client, path: &str) {
 async fn a_write_too_few_replicas_acknowledge_is_applied_but_answered_503_not_replicated() {
     // A replica attaching later syncs at once, not after the default 5 s wait for others.
     let primary = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+    // The replica's acknowledgement is a time the service keeps (`replica_ack_timeout`), so
+    // the test gives it the slack too: a loaded machine once took over the default 100 ms for
+    // the DELETE below, with the replica attached. The command timeout keeps the bound that
+    // the ack timeout is at most half of it.
     let app = TestApp::spawn(primary, |config| {
         config.redis.min_replica_acks = 1;
+        config.redis.replica_ack_timeout += slack();
+        config.redis.command_timeout = 2 * config.redis.replica_ack_timeout;
     })
     .await;
 
