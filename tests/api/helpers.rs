@@ -358,8 +358,10 @@ impl Client {
         let request = request.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut stream = TcpStream::connect(addr).expect("connecting to the service");
+            // Longer than any deadline of the service's (the body read's is 5 s), so the
+            // service's answer, not this client's patience, ends the exchange.
             stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
+                .set_read_timeout(Some(timestamp_api::BODY_READ_TIMEOUT * 4))
                 .expect("read timeout");
             stream
                 .write_all(request.as_bytes())

@@ -465,6 +465,14 @@ def wait_for_topology(primary, within):
             seen[sentinel] = (state.get("ip"), state.get("flags"), state.get("num-other-sentinels"), state.get("num-slaves"))
             if seen[sentinel] != (primary, "master", "2", "1"):
                 return False
+            # A Sentinel refreshes a replica's role from its INFO every 10 s; one that still
+            # believes the replica a primary sends it REPLICAOF, undoing a failover started
+            # now. So settled also means every Sentinel has seen the replica's own word.
+            # (One replica: redis-cli prints its nested fields flat, one per line.)
+            known = pairs(as_admin(sentinel, "SENTINEL", "REPLICAS", MASTER))
+            seen[sentinel] += (known.get("ip"), known.get("role-reported"))
+            if seen[sentinel][4:] != (replica, "slave"):
+                return False
         replication = info(as_admin(HA_NODES[replica], "INFO", "replication"))
         seen[replica] = (replication.get("role"), replication.get("master_host"), replication.get("master_link_status"))
         return seen[replica] == ("slave", primary, "up")
@@ -473,7 +481,8 @@ def wait_for_topology(primary, within):
         wait_for(f"Sentinels agree on {primary}, replica {replica} in sync", settled, within)
     except AssertionError as error:
         logs = ha("logs", "--no-color", "--tail", "40", *SENTINELS, *HA_NODES.values(), check=False).stdout
-        raise AssertionError(f"{error}; last seen (ip, flags, other Sentinels, replicas / role, "
+        raise AssertionError(f"{error}; last seen (ip, flags, other Sentinels, replicas, replica, "
+                             f"its reported role / role, "
                              f"primary, link): {seen}\n{logs}") from None
 
 
