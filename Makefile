@@ -4,7 +4,7 @@
 -include .env
 export
 
-.PHONY: up test test-matrix contract lint openapi bench secrets e2e
+.PHONY: up test test-matrix contract lint openapi generate bench secrets e2e
 
 # Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C, or a
 # SIGTERM or SIGHUP to scripts/up alone, stops both (.ci/check-up). Needs cargo; installs
@@ -41,6 +41,12 @@ lint:
 # Regenerate docs/openapi.json from the code (a test fails while it is stale).
 openapi:
 	cargo run --locked --quiet -- openapi > docs/openapi.json
+
+# Regenerate every copy of a fact the code owns (tests fail while one is stale): the OpenAPI
+# document, and from the configuration's doc comments the key table of docs/configuration.md
+# and nix/config-keys.json, which the NixOS module makes its options from.
+generate: openapi
+	TSAPI_REGENERATE=1 cargo test --locked --quiet --lib generated_copies_are_current
 
 # Throughput and latency against raw Redis; prints a table (docs/performance.md). Needs wrk.
 bench:

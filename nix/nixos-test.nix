@@ -20,6 +20,9 @@ pkgs.testers.runNixOSTest {
 
       services.timestamp-api = {
         enable = true;
+        # The script below reads them; the options default to null (the service's default).
+        listen = "127.0.0.1:8080";
+        adminListen = "127.0.0.1:9090";
         redis = {
           createLocally = true;
           passwordFile = "/var/lib/secrets/redis-password";

@@ -9,14 +9,18 @@ let
   root = ../.;
 
   # Only what the build and the tests read: Cargo files, Rust sources and TOML, plus the
-  # committed OpenAPI document, which a test compares with the generated one, nextest's test
-  # groups (named here so that they stay in whatever the TOML filter keeps), and the Redis ACL
-  # command lists the ACL tests run under (deploy/redis-acl).
+  # committed copies that tests compare with what the code generates or describes (the
+  # OpenAPI document, the configuration table and nix/config-keys.json, the metrics table),
+  # nextest's test groups (named here so that they stay in whatever the TOML filter keeps), and
+  # the Redis ACL command lists the ACL tests run under (deploy/redis-acl).
   src = lib.fileset.toSource {
     inherit root;
     fileset = lib.fileset.unions [
       (craneLib.fileset.commonCargoSources root)
       ../docs/openapi.json
+      ../docs/configuration.md
+      ../docs/operations.md
+      ./config-keys.json
       ../.config/nextest.toml
       ../deploy/redis-acl/service.commands
       ../deploy/redis-acl/service-sentinel.commands

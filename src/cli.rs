@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `config`, `healthcheck`, `openapi` and `seed-file`.
+//! The command line: `serve` (the default), `config`, `healthcheck`, `openapi`, `metrics` and
+//! `seed-file`.
 //!
 //! Exit codes: 0 on success; 1 when the service fails while running (a port in use, say), a
 //! health check fails or a file cannot be seeded; 2 when the command line or the configuration
@@ -9,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{CONFIG_FILE_ENV, Config, ConfigError, FileOrigin};
+use crate::config::{self, CONFIG_FILE_ENV, Config, ConfigError, FileOrigin};
+use crate::metrics::Metrics;
 use crate::server::App;
 use crate::{healthcheck, seed, shutdown, telemetry, version};
 
@@ -35,7 +37,11 @@ enum Command {
     /// Serve the API and the admin listener (what happens without a subcommand).
     Serve,
     /// Print the effective configuration as TOML, secrets redacted.
-    Config,
+    Config {
+        /// Instead, describe every key (variable, kind, bounds, default, meaning) as JSON.
+        #[arg(long)]
+        describe: bool,
+    },
     /// Exit 0 if the service reports ready (GET /readyz answers 200), 1 otherwise.
     Healthcheck {
         /// Readiness URL; default: /readyz on the configured admin_listen address.
@@ -44,6 +50,8 @@ enum Command {
     },
     /// Print the OpenAPI document of the API (what GET /openapi.json serves).
     Openapi,
+    /// Print every metric the service exports (name, type, labels, help) as JSON.
+    Metrics,
     /// Write LINEs to DEST, one a line, unless DEST exists (Sentinel's config file: src/seed.rs).
     SeedFile {
         dest: PathBuf,
@@ -72,6 +80,12 @@ pub fn main() -> ExitCode {
             print!("{}", crate::api::openapi::document());
             ExitCode::SUCCESS
         }
+        Command::Metrics => {
+            // Plain structs of strings serialise without fail.
+            let catalogue = serde_json::to_string_pretty(Metrics::new().catalogue());
+            println!("{}", catalogue.unwrap_or_default());
+            ExitCode::SUCCESS
+        }
         Command::SeedFile { dest, lines } => match seed::seed(&dest, &lines) {
             Ok(seed::Outcome::Written) => {
                 eprintln!("timestamp-api: wrote {}", dest.display());
@@ -93,7 +107,11 @@ pub fn main() -> ExitCode {
             Ok(config) => check(&healthcheck::default_url(config.admin_listen)),
             Err(error) => refuse(&error),
         },
-        Command::Config => match load() {
+        Command::Config { describe: true } => {
+            print!("{}", config::describe::json(&config::describe()));
+            ExitCode::SUCCESS
+        }
+        Command::Config { describe: false } => match load() {
             Ok(config) => {
                 print!("{}", config.to_redacted_toml());
                 ExitCode::SUCCESS

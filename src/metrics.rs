@@ -5,14 +5,17 @@
 //! never the raw path, and unknown methods collapse into `_OTHER`. Each `App` owns its own
 //! registry, so tests that run many services in one process do not mix their numbers.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus::core::Collector;
+use prometheus::proto::MetricType;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
+use serde::Serialize;
 use warp::http::{Method, StatusCode};
 
 use crate::{telemetry, version};
@@ -28,19 +31,136 @@ const REDIS_BUCKETS: &[f64] = &[
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Registers `metric` and returns it.
-///
-/// The names, help texts and label sets in this file are fixed and distinct, so creating and
-/// registering a metric cannot fail; a failure would be a bug that the first test catches.
-fn registered<M: Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: prometheus::Result<M>,
-) -> M {
-    let metric = metric.expect("valid metric");
+/// One metric as the catalogue describes it: what `timestamp-api metrics` prints, and what the
+/// dashboard check and the tests hold docs/operations.md and the Grafana dashboard to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricDescription {
+    pub name: String,
+    /// `counter`, `gauge` or `histogram`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub labels: Vec<String>,
+    pub help: String,
+}
+
+/// Makes each metric, registers it and writes it into the catalogue, so that a metric cannot
+/// exist without being described.
+struct Registrar<'a> {
+    registry: &'a Registry,
+    catalogue: Vec<MetricDescription>,
+}
+
+impl Registrar<'_> {
+    /// The names, help texts and label sets in this file are fixed and distinct, so creating
+    /// and registering a metric cannot fail; a failure would be a bug that the first test
+    /// catches.
+    fn add<M: Collector + Clone + 'static>(
+        &mut self,
+        kind: &'static str,
+        metric: prometheus::Result<M>,
+    ) -> M {
+        let metric = metric.expect("valid metric");
+        for desc in metric.desc() {
+            self.catalogue.push(MetricDescription {
+                name: desc.fq_name.clone(),
+                kind,
+                labels: desc.variable_labels.clone(),
+                help: desc.help.clone(),
+            });
+        }
+        self.registry
+            .register(Box::new(metric.clone()))
+            .expect("metric registered once");
+        metric
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> IntCounter {
+        self.add("counter", IntCounter::new(name, help))
+    }
+
+    fn counters(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add("counter", IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
+        self.add("gauge", IntGauge::new(name, help))
+    }
+
+    fn gauges(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add("gauge", IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn histograms(
+        &mut self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add("histogram", HistogramVec::new(opts, labels))
+    }
+}
+
+/// Why the service made a new connection to the Redis primary: the `cause` label of
+/// `timestamp_api_redis_reconnections_total` and of the log line that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconnection {
+    Readonly,
+    ConnectionLost,
+    PrimaryMoved,
+    Unresponsive,
+}
+
+impl Reconnection {
+    const ALL: [Self; 4] = [
+        Self::Readonly,
+        Self::ConnectionLost,
+        Self::PrimaryMoved,
+        Self::Unresponsive,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Readonly => "readonly",
+            Self::ConnectionLost => "connection_lost",
+            Self::PrimaryMoved => "primary_moved",
+            Self::Unresponsive => "unresponsive",
+        }
+    }
+
+    const fn meaning(self) -> &'static str {
+        match self {
+            Self::Readonly => "the node answered READONLY",
+            Self::ConnectionLost => "the connection failed",
+            Self::PrimaryMoved => "Sentinel names another node",
+            Self::Unresponsive => "with redis.url, two checks in a row without an answer",
+        }
+    }
+}
+
+/// The prometheus crate's process metrics, registered in `registry` and described from what
+/// they gather (their descriptions carry no type).
+fn process_metrics(registry: &Registry) -> Vec<MetricDescription> {
+    let process = prometheus::process_collector::ProcessCollector::for_self();
+    let described = process
+        .collect()
+        .iter()
+        .map(|family| MetricDescription {
+            name: family.name().to_owned(),
+            kind: match family.get_field_type() {
+                MetricType::COUNTER => "counter",
+                MetricType::HISTOGRAM => "histogram",
+                _ => "gauge",
+            },
+            labels: Vec::new(),
+            help: family.help().to_owned(),
+        })
+        .collect();
     registry
-        .register(Box::new(metric.clone()))
+        .register(Box::new(process))
         .expect("metric registered once");
-    metric
+    described
 }
 
 #[derive(Clone)]
@@ -48,22 +168,17 @@ pub struct Metrics(Arc<Inner>);
 
 struct Inner {
     registry: Registry,
+    catalogue: Vec<MetricDescription>,
     ready: IntGauge,
-    http_requests: IntCounterVec,
-    http_duration: HistogramVec,
-    redis_duration: HistogramVec,
-    redis_errors: IntCounterVec,
-    redis_primary: IntGaugeVec,
-    redis_failovers: IntCounter,
-    redis_reconnections: IntCounterVec,
-    redis_refusals: IntCounterVec,
-    /// Registered only with Sentinel, where there are replicas to report on: elsewhere the
+    http: HttpMetrics,
+    redis: RedisMetrics,
+    connections: ConnectionMetrics,
+    /// Made and described with the rest, but in a registry of their own that is exposed only
+    /// once asked for (with Sentinel, where there are replicas to report on): elsewhere the
     /// series would read 0 and look like an outage.
-    replication: OnceLock<ReplicationGauges>,
-    connections_open: IntGaugeVec,
-    connections_refused: IntCounterVec,
-    connections_timed_out: IntCounterVec,
-    accept_errors: IntCounterVec,
+    replication: ReplicationGauges,
+    replication_registry: Registry,
+    replication_exposed: AtomicBool,
     response_buffer_bytes: IntGauge,
     // Process-wide counts kept by `telemetry`, copied in at each scrape.
     panics: IntCounter,
@@ -72,143 +187,223 @@ struct Inner {
     catching_up: Mutex<()>,
 }
 
-impl Metrics {
-    pub fn new() -> Self {
-        let registry = Registry::new();
-        let histograms = |name, help, buckets: &[f64], labels: &[&str]| {
-            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-            registered(&registry, HistogramVec::new(opts, labels))
-        };
-        let counters = |name, help, labels: &[&str]| {
-            registered(&registry, IntCounterVec::new(Opts::new(name, help), labels))
-        };
-        let gauges = |name, help, labels: &[&str]| {
-            registered(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
-        };
-        let counter = |name, help| registered(&registry, IntCounter::new(name, help));
+struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
 
-        let inner = Inner {
-            ready: registered(
-                &registry,
-                IntGauge::new(
-                    "timestamp_api_ready",
-                    "1 if the last readiness check (GET /readyz) passed, else 0.",
-                ),
-            ),
-            http_requests: counters(
+impl HttpMetrics {
+    fn new(registrar: &mut Registrar<'_>) -> Self {
+        Self {
+            requests: registrar.counters(
                 "http_requests_total",
                 "HTTP requests answered, by method, route template and status.",
                 &["method", "route", "status"],
             ),
-            http_duration: histograms(
+            duration: registrar.histograms(
                 "http_request_duration_seconds",
                 "Time from receiving an HTTP request to its response, by method and route template.",
                 HTTP_BUCKETS,
                 &["method", "route"],
             ),
-            redis_duration: histograms(
+        }
+    }
+}
+
+struct RedisMetrics {
+    duration: HistogramVec,
+    errors: IntCounterVec,
+    primary: IntGaugeVec,
+    failovers: IntCounter,
+    reconnections: IntCounterVec,
+    refusals: IntCounterVec,
+}
+
+impl RedisMetrics {
+    fn new(registrar: &mut Registrar<'_>) -> Self {
+        Self {
+            duration: registrar.histograms(
                 "timestamp_api_redis_command_duration_seconds",
                 "Time for a Redis command to complete, by command, failures included.",
                 REDIS_BUCKETS,
                 &["command"],
             ),
-            redis_errors: counters(
+            errors: registrar.counters(
                 "timestamp_api_redis_command_errors_total",
                 "Redis commands that failed or did not complete in time, by command.",
                 &["command"],
             ),
-            redis_primary: gauges(
+            primary: registrar.gauges(
                 "timestamp_api_redis_primary",
                 "1 for the Redis primary in use (host:port); the series goes when it changes.",
                 &["address"],
             ),
-            redis_failovers: counter(
+            failovers: registrar.counter(
                 "timestamp_api_redis_failovers_total",
                 "Changes of the Redis primary the service has seen.",
             ),
-            redis_reconnections: counters(
+            reconnections: registrar.counters(
                 "timestamp_api_redis_reconnections_total",
-                "New connections to the Redis primary, by cause: readonly (the node answered \
-                 READONLY), connection_lost, primary_moved (Sentinel names another node), or \
-                 unresponsive (with redis.url, two checks in a row without an answer).",
+                &format!(
+                    "New connections to the Redis primary, by cause: {}.",
+                    Reconnection::ALL
+                        .map(|cause| format!("{} ({})", cause.label(), cause.meaning()))
+                        .join(", ")
+                ),
                 &["cause"],
             ),
-            redis_refusals: counters(
+            refusals: registrar.counters(
                 "timestamp_api_redis_refusals_total",
                 "Redis commands refused with an error reply, so not applied, by cause: oom \
                  (maxmemory reached), misconf (cannot persist), noperm, noauth, noreplicas, \
                  loading, busy, masterdown, wrongtype or other.",
                 &["cause"],
             ),
-            replication: OnceLock::new(),
-            connections_open: gauges(
+        }
+    }
+}
+
+struct ConnectionMetrics {
+    open: IntGaugeVec,
+    refused: IntCounterVec,
+    timed_out: IntCounterVec,
+    accept_errors: IntCounterVec,
+}
+
+impl ConnectionMetrics {
+    fn new(registrar: &mut Registrar<'_>) -> Self {
+        Self {
+            open: registrar.gauges(
                 "timestamp_api_connections_open",
                 "Client connections open, by listener.",
                 &["listener"],
             ),
-            connections_refused: counters(
+            refused: registrar.counters(
                 "timestamp_api_connections_refused_total",
                 "Connections refused because the listener had max_connections open, by listener.",
                 &["listener"],
             ),
-            connections_timed_out: counters(
+            timed_out: registrar.counters(
                 "timestamp_api_connections_timed_out_total",
                 "Connections closed by a timeout: write (a response write made no progress for \
                  write_timeout) or idle (no complete request head within idle_timeout).",
                 &["listener", "timeout"],
             ),
-            accept_errors: counters(
+            accept_errors: registrar.counters(
                 "timestamp_api_accept_errors_total",
                 "Failed accepts of a client connection (out of file descriptors, typically), by \
                  listener.",
                 &["listener"],
             ),
-            response_buffer_bytes: registered(
-                &registry,
-                IntGauge::new(
-                    "timestamp_api_response_buffer_bytes",
-                    "Bytes of the list-page budget (response_buffer_bytes) held now, by pages \
-                     being built or waiting for their clients to read them.",
+        }
+    }
+}
+
+impl ReplicationGauges {
+    fn new(registrar: &mut Registrar<'_>) -> Self {
+        Self {
+            replicas_connected: registrar.gauge(
+                "timestamp_api_redis_replicas_connected",
+                "Replicas connected to the Redis primary (connected_slaves of INFO replication).",
+            ),
+            replica_lag_seconds: registrar.add(
+                "gauge",
+                Gauge::new(
+                    "timestamp_api_redis_replica_lag_seconds",
+                    "The largest replication lag among the primary's replicas, in seconds.",
                 ),
             ),
-            panics: counter(
-                "timestamp_api_panics_total",
-                "Panics in the process; each is a bug, logged as a panic event with its request id.",
-            ),
-            log_lines_dropped: counter(
-                "timestamp_api_log_lines_dropped_total",
-                "Log lines dropped because the log sink (stdout) did not keep up.",
-            ),
-            catching_up: Mutex::new(()),
-            registry: registry.clone(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let replication_registry = Registry::new();
+        let mut registrar = Registrar {
+            registry: &registry,
+            catalogue: Vec::new(),
         };
-        gauges(
-            "timestamp_api_build_info",
-            "Always 1; labels carry the version and git revision.",
-            &["version", "git_sha"],
-        )
-        .with_label_values(&[version::VERSION, version::GIT_SHA])
-        .set(1);
-        let process = prometheus::process_collector::ProcessCollector::for_self();
-        registry
-            .register(Box::new(process))
-            .expect("metric registered once");
-        Self(Arc::new(inner))
+        let ready = registrar.gauge(
+            "timestamp_api_ready",
+            "1 if the last readiness check (GET /readyz) passed, else 0.",
+        );
+        let http = HttpMetrics::new(&mut registrar);
+        let redis = RedisMetrics::new(&mut registrar);
+        let connections = ConnectionMetrics::new(&mut registrar);
+        let response_buffer_bytes = registrar.gauge(
+            "timestamp_api_response_buffer_bytes",
+            "Bytes of the list-page budget (response_buffer_bytes) held now, by pages being \
+             built or waiting for their clients to read them.",
+        );
+        let panics = registrar.counter(
+            "timestamp_api_panics_total",
+            "Panics in the process; each is a bug, logged as a panic event with its request id.",
+        );
+        let log_lines_dropped = registrar.counter(
+            "timestamp_api_log_lines_dropped_total",
+            "Log lines dropped because the log sink (stdout) did not keep up.",
+        );
+        registrar
+            .gauges(
+                "timestamp_api_build_info",
+                "Always 1; labels carry the version and git revision.",
+                &["version", "git_sha"],
+            )
+            .with_label_values(&[version::VERSION, version::GIT_SHA])
+            .set(1);
+        let mut catalogue = registrar.catalogue;
+        let replication = {
+            let mut registrar = Registrar {
+                registry: &replication_registry,
+                catalogue: Vec::new(),
+            };
+            let gauges = ReplicationGauges::new(&mut registrar);
+            catalogue.extend(registrar.catalogue);
+            gauges
+        };
+        catalogue.extend(process_metrics(&registry));
+        Self(Arc::new(Inner {
+            registry,
+            catalogue,
+            ready,
+            http,
+            redis,
+            connections,
+            replication,
+            replication_registry,
+            replication_exposed: AtomicBool::new(false),
+            response_buffer_bytes,
+            panics,
+            log_lines_dropped,
+            catching_up: Mutex::new(()),
+        }))
+    }
+
+    /// Every metric this process can export, whether or not it has a series yet.
+    pub fn catalogue(&self) -> &[MetricDescription] {
+        &self.0.catalogue
     }
 
     /// The connection metrics of one listener (`api` or `admin`), resolved once.
     pub fn listener(&self, listener: &'static str) -> ListenerMetrics {
         let inner = &self.0;
         ListenerMetrics {
-            open: inner.connections_open.with_label_values(&[listener]),
-            refused: inner.connections_refused.with_label_values(&[listener]),
+            open: inner.connections.open.with_label_values(&[listener]),
+            refused: inner.connections.refused.with_label_values(&[listener]),
             write_timeouts: inner
-                .connections_timed_out
+                .connections
+                .timed_out
                 .with_label_values(&[listener, "write"]),
             idle_timeouts: inner
-                .connections_timed_out
+                .connections
+                .timed_out
                 .with_label_values(&[listener, "idle"]),
-            accept_errors: inner.accept_errors.with_label_values(&[listener]),
+            accept_errors: inner
+                .connections
+                .accept_errors
+                .with_label_values(&[listener]),
         }
     }
 
@@ -221,11 +416,13 @@ impl Metrics {
     ) {
         let method = method_label(method);
         self.0
-            .http_requests
+            .http
+            .requests
             .with_label_values(&[method, route, status.as_str()])
             .inc();
         self.0
-            .http_duration
+            .http
+            .duration
             .with_label_values(&[method, route])
             .observe(elapsed.as_secs_f64());
     }
@@ -249,24 +446,27 @@ impl Metrics {
     pub fn set_primary(&self, previous: Option<&str>, current: &str) {
         if let Some(previous) = previous.filter(|previous| *previous != current) {
             // Absent only if it was never set, which is what removing wants anyway.
-            let _ = self.0.redis_primary.remove_label_values(&[previous]);
+            let _ = self.0.redis.primary.remove_label_values(&[previous]);
         }
-        self.0.redis_primary.with_label_values(&[current]).set(1);
+        self.0.redis.primary.with_label_values(&[current]).set(1);
     }
 
     /// No primary in use (between connections).
     pub fn unset_primary(&self, address: &str) {
         // Absent only if it was never set, which is what removing wants anyway.
-        let _ = self.0.redis_primary.remove_label_values(&[address]);
+        let _ = self.0.redis.primary.remove_label_values(&[address]);
     }
 
     pub fn count_failover(&self) {
-        self.0.redis_failovers.inc();
+        self.0.redis.failovers.inc();
     }
 
-    /// Counts a new connection to the primary; `cause` is one of the documented label values.
-    pub fn count_reconnection(&self, cause: &'static str) {
-        self.0.redis_reconnections.with_label_values(&[cause]).inc();
+    pub fn count_reconnection(&self, cause: Reconnection) {
+        self.0
+            .redis
+            .reconnections
+            .with_label_values(&[cause.label()])
+            .inc();
     }
 
     /// The gauge of the list-page budget in use (`api::ResponseBudget` keeps it).
@@ -276,32 +476,13 @@ impl Metrics {
 
     /// Counts a command Redis refused; `cause` is one of the documented label values.
     pub fn count_refusal(&self, cause: &'static str) {
-        self.0.redis_refusals.with_label_values(&[cause]).inc();
+        self.0.redis.refusals.with_label_values(&[cause]).inc();
     }
 
-    /// The replication gauges, registered on first use (see `Inner::replication`).
+    /// The replication gauges, exposed from the first call on (see `Inner::replication`).
     pub fn replication(&self) -> ReplicationGauges {
-        let registry = &self.0.registry;
-        self.0
-            .replication
-            .get_or_init(|| ReplicationGauges {
-                replicas_connected: registered(
-                    registry,
-                    IntGauge::new(
-                        "timestamp_api_redis_replicas_connected",
-                        "Replicas connected to the Redis primary (connected_slaves of INFO \
-                         replication).",
-                    ),
-                ),
-                replica_lag_seconds: registered(
-                    registry,
-                    Gauge::new(
-                        "timestamp_api_redis_replica_lag_seconds",
-                        "The largest replication lag among the primary's replicas, in seconds.",
-                    ),
-                ),
-            })
-            .clone()
+        self.0.replication_exposed.store(true, Ordering::Relaxed);
+        self.0.replication.clone()
     }
 
     /// The Prometheus text exposition of every metric.
@@ -319,7 +500,12 @@ impl Metrics {
             );
         }
         let mut buffer = Vec::new();
-        if let Err(error) = TextEncoder::new().encode(&self.0.registry.gather(), &mut buffer) {
+        let mut families = self.0.registry.gather();
+        if self.0.replication_exposed.load(Ordering::Relaxed) {
+            families.extend(self.0.replication_registry.gather());
+            families.sort_by(|a, b| a.name().cmp(b.name()));
+        }
+        if let Err(error) = TextEncoder::new().encode(&families, &mut buffer) {
             tracing::error!(%error, "cannot encode metrics");
         }
         String::from_utf8_lossy(&buffer).into_owned()
@@ -367,11 +553,12 @@ impl Drop for RedisTimer {
     fn drop(&mut self) {
         let inner = &self.metrics.0;
         inner
-            .redis_duration
+            .redis
+            .duration
             .with_label_values(&[self.command])
             .observe(self.start.elapsed().as_secs_f64());
         if self.succeeded != Some(true) {
-            inner.redis_errors.with_label_values(&[self.command]).inc();
+            inner.redis.errors.with_label_values(&[self.command]).inc();
         }
     }
 }
@@ -478,6 +665,71 @@ mod tests {
             metrics
                 .render()
                 .contains("timestamp_api_redis_replicas_connected 2")
+        );
+    }
+
+    /// docs/operations.md lists every metric with its type and labels, as the code describes
+    /// them (the process_* metrics in one row).
+    #[test]
+    fn the_operations_table_lists_every_metric_as_described() {
+        let doc = include_str!("../docs/operations.md");
+        let table = doc
+            .split("| Metric | Type | Labels |\n")
+            .nth(1)
+            .expect("the metrics table in docs/operations.md");
+        let mut listed = std::collections::BTreeMap::new();
+        for row in table
+            .lines()
+            .skip(1)
+            .take_while(|line| line.starts_with('|'))
+        {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let name = cells[0]
+                .trim_start_matches("| ")
+                .trim_matches('`')
+                .to_owned();
+            let kind = cells[1]
+                .split([' ', ':', ','])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            // Label names are the backticked words outside brackets (which hold their values).
+            let mut depth = 0;
+            let outside: String = cells[2]
+                .chars()
+                .filter(|c| {
+                    depth += i32::from(*c == '(') - i32::from(*c == ')');
+                    depth == 0 && *c != ')'
+                })
+                .collect();
+            let labels: Vec<String> = outside
+                .split(", ")
+                .filter_map(|label| {
+                    label
+                        .trim()
+                        .strip_prefix('`')?
+                        .split('`')
+                        .next()
+                        .map(str::to_owned)
+                })
+                .collect();
+            listed.insert(name, (kind, labels));
+        }
+        let metrics = Metrics::new();
+        let mut described = std::collections::BTreeMap::new();
+        for metric in metrics.catalogue() {
+            if metric.name.starts_with("process_") {
+                continue;
+            }
+            described.insert(
+                metric.name.clone(),
+                (metric.kind.to_owned(), metric.labels.clone()),
+            );
+        }
+        assert!(listed.remove("process_*").is_some(), "the process_* row");
+        assert_eq!(
+            listed, described,
+            "docs/operations.md's metrics table against the code"
         );
     }
 }

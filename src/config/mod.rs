@@ -14,8 +14,10 @@ use std::time::Duration;
 use figment::Figment;
 use figment::error::Kind;
 use figment::providers::{Env, Format, Toml};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod describe;
 mod duration;
 mod redis;
 mod secret;
@@ -23,6 +25,7 @@ mod secret;
 mod tests;
 
 pub use self::redis::{HostPort, RedisConfig, SentinelConfig};
+pub use describe::describe;
 pub use secret::Secret;
 use secret::read_secret_file;
 
@@ -46,41 +49,76 @@ const MAX_CONNECTIONS_LIMIT: usize = 100_000;
 /// this service is meant for, so likelier a typo.
 const MAX_RESPONSE_BUFFER_BYTES: usize = 1024 * 1024 * 1024;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The whole configuration. The doc comments of its fields (and of `RedisConfig`'s) are the
+/// reference: `timestamp-api config --describe` prints them with names, types, bounds and
+/// defaults, and the table in docs/configuration.md and the NixOS module's options are
+/// generated from that (`make generate`; a test fails while a copy is stale).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address of the API listener.
+    /// Address of the API listener. Containers set `0.0.0.0:8080`.
+    #[schemars(with = "String", extend("format" = "socket-address"))]
     pub listen: SocketAddr,
-    /// Address of the admin listener (probes, metrics, version); keep it off public networks.
+    /// Address of the admin listener (`/livez`, `/readyz`, `/metrics`, `/version`); must differ
+    /// from `listen`. Never expose it publicly.
+    #[schemars(with = "String", extend("format" = "socket-address"))]
     pub admin_listen: SocketAddr,
-    /// Log filter, in tracing's `EnvFilter` syntax (`info`, `warn,timestamp_api=debug`).
+    /// Log filter in tracing's `EnvFilter` syntax, e.g. `warn,timestamp_api=debug`;
+    /// `timestamp_api::access=warn` silences the access log.
     pub log: String,
     pub log_format: LogFormat,
-    /// After SIGTERM, how long to keep serving while /readyz says 503, so that load balancers
-    /// stop sending traffic before the listener closes.
+    /// After SIGTERM/SIGINT, how long to keep serving while `/readyz` answers 503, so that load
+    /// balancers stop sending traffic before the listener closes; at most `5m`. Deployments
+    /// behind a load balancer set a few seconds.
     #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub drain_delay: Duration,
-    /// Then, how long in-flight requests may take to finish before they are cut.
+    /// Then, how long in-flight requests may take to finish before they are cut; above 0 and
+    /// at most `5m`.
     #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub shutdown_timeout: Duration,
-    /// Most connections each listener holds open; a connection beyond them is answered 503 and
-    /// closed at once.
+    /// Most client connections each listener (API and admin, separately) holds open. One more
+    /// is answered `503` (`too-many-connections`, `Retry-After: 1`, `Connection: close`) if its
+    /// socket takes the answer at once, then closed, and counted in
+    /// `timestamp_api_connections_refused_total{listener}`. Each connection costs a file
+    /// descriptor and at most 2 × 16 KiB of buffers (list pages are counted in
+    /// `response_buffer_bytes` instead). The process raises its soft file limit to the hard
+    /// one at start; if even that is below 2 × `max_connections` + 64, each listener serves
+    /// what fits and says so in a start-up warning
+    /// ([operations.md](operations.md#file-descriptors)).
+    #[schemars(range(min = 1, max = MAX_CONNECTIONS_LIMIT))]
     pub max_connections: usize,
-    /// A response write that makes no progress for this long (a client that does not read)
-    /// closes the connection.
+    /// A response write that makes no progress for this long (the client is not reading)
+    /// closes the connection; counted in
+    /// `timestamp_api_connections_timed_out_total{listener,timeout="write"}`. Any progress
+    /// restarts the clock, so slow but reading clients are not cut. Above 0 and at most `5m`.
     #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub write_timeout: Duration,
     /// How long a connection may wait for (the rest of) its next request head: bounds idle
-    /// keep-alive connections and clients that send headers slowly.
+    /// keep-alive connections and clients that send headers slowly; counted in
+    /// `timestamp_api_connections_timed_out_total{listener,timeout="idle"}`. A request body
+    /// has its own 5 s bound (408). Above 0 and at most `5m`.
     #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub idle_timeout: Duration,
-    /// Most bytes that list pages may hold at once, across all connections: pages being built
-    /// and pages waiting for their clients to read them. A listing that finds no room waits
-    /// up to `redis.command_timeout`, then answers 503 `busy`.
+    /// Most bytes that list pages may hold in memory at once, across all connections: a
+    /// listing reserves 1 KiB per item of its `limit` (plus 1 KiB) while it is built, then its
+    /// body's allocation until the client has read it. A listing that finds no room waits up
+    /// to `redis.command_timeout`, then answers `503 busy`. Held now:
+    /// `timestamp_api_response_buffer_bytes`. The least is one page of 1,000 items, the most
+    /// 1 GiB; how it bounds the process's memory:
+    /// [operations.md](operations.md#memory).
+    #[schemars(range(min = crate::api::room_for(crate::api::MAX_LIMIT), max = MAX_RESPONSE_BUFFER_BYTES))]
     pub response_buffer_bytes: usize,
-    /// File holding the key that signs list cursors, shared by every replica so that each one
-    /// accepts the others' cursors; without it each process draws a random key.
+    /// File holding the key that signs list cursors (HMAC-SHA256): at least 32 bytes, one
+    /// trailing newline ignored. Every replica behind one load balancer needs the same key, or
+    /// a cursor issued by one is a 400 at another. Unset, each process draws a random key at
+    /// start (fine for a single replica; logged at start). Rotation:
+    /// [operations.md](operations.md#cursor-key-rotation).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "secret-file"))]
     pub cursor_key_file: Option<PathBuf>,
     /// Read from `cursor_key_file` during `Config::load`; never serialised.
     #[serde(skip)]
@@ -88,8 +126,8 @@ pub struct Config {
     pub redis: RedisConfig,
 }
 
-/// JSON lines for machines (the default), or a human-readable format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `json` (one object per line, for machines) or `text` (for humans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Json,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::duration;
@@ -15,59 +16,87 @@ use super::secret::{Secret, read_secret_file};
 /// Beyond this many replicas a typo is likelier than a topology.
 pub const MAX_REPLICA_ACKS: u32 = 16;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The `[redis]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` or `redis+unix:///path/to/socket`; never with credentials in it.
-    /// With Sentinel, only its database number is used: Sentinel names the address.
+    /// `redis://host:port/db` or `redis+unix:///path/to/socket`. Must not contain a username
+    /// or password. With Sentinel, only its database number is used: the address is the one
+    /// Sentinel names.
     pub url: String,
-    /// ACL user to authenticate as on the data nodes; Redis' `default` user when unset.
+    /// ACL user to authenticate as on the data nodes; unset, Redis' `default` user.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// File holding the password (trailing newline ignored). The only way to pass one.
+    /// File holding the password; one trailing newline is ignored. **The only way to give a
+    /// password.**
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "secret-file"))]
     pub password_file: Option<PathBuf>,
     /// Read from `password_file` during `Config::load`, never from a configuration source, and
     /// never serialised (so neither `config` output nor the start-up log can carry it).
     #[serde(skip)]
     pub password: Option<Secret>,
-    /// Every key the service touches starts with this; the Redis ACL grants exactly `<prefix>*`.
+    /// Prefix of every key the service touches; 1 to 64 characters without `* ? [ ] \` or
+    /// spaces. The Redis ACL grants exactly `~<prefix>*`.
     pub key_prefix: String,
-    /// Bound on establishing a connection to Redis (and on each question to a Sentinel).
+    /// Bound on opening a connection to Redis (and on each question to a Sentinel); above 0
+    /// and at most `60s`.
     #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub connect_timeout: Duration,
-    /// Bound on one API operation's work in Redis; past it the request answers 503.
+    /// Bound on one API operation's work in Redis, retries after a failover included
+    /// ([architecture.md](architecture.md#sentinel-and-failover)); past it the request
+    /// answers 503. Above 0 and at most `60s`.
     #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub command_timeout: Duration,
     pub sentinel: SentinelConfig,
-    /// Replicas that must have a PUT or DELETE (Redis `WAIT`) before it is acknowledged; 0
-    /// sends no `WAIT` at all.
+    /// Above 0, a PUT or DELETE is acknowledged only once that many replicas have it (Redis
+    /// `WAIT`, sent right after the write on the same connection); otherwise the answer is
+    /// `503 not-replicated` ([api.md](api.md#not-replicated)): the write was applied on the
+    /// primary, and may or may not survive a failover. At 0 no `WAIT` is sent. The Redis ACL
+    /// must allow `+wait` when this is above 0.
+    #[schemars(range(min = 0, max = MAX_REPLICA_ACKS))]
     pub min_replica_acks: u32,
-    /// How long `WAIT` may wait for them: at most half of `command_timeout`, so that the write
-    /// itself keeps the other half and a shortfall is answered as one, not as a timeout.
+    /// How long that `WAIT` may wait: 1 ms to 30 s, and, when `redis.min_replica_acks` is
+    /// above 0, at most half of `redis.command_timeout`, so that the write itself keeps the
+    /// other half of the request's deadline and a shortfall is answered as `not-replicated`
+    /// rather than as a timeout. Writes then go on a connection of their own, where each
+    /// queues behind the previous write's `WAIT` (Redis holds the connection), so keep it
+    /// short; reads and readiness checks are not held up.
     #[serde(with = "duration")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub replica_ack_timeout: Duration,
 }
 
-/// Sentinels to ask for the current primary; both `addresses` and `master`, or neither.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The `[redis.sentinel]` section: Sentinels to ask for the current primary; both `addresses`
+/// and `master`, or neither.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SentinelConfig {
-    /// A TOML array, or one string of comma-separated `host:port` (as an environment variable).
+    /// The Sentinels to ask for the primary: comma-separated `host:port`
+    /// (`sentinel-0:26379,sentinel-1:26379`; an IPv6 host in brackets), or a TOML array of such
+    /// strings. Set with `redis.sentinel.master`, or neither.
     #[serde(deserialize_with = "addresses", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>", extend("format" = "host-port-list"))]
     pub addresses: Vec<HostPort>,
-    /// The name the Sentinels monitor the primary under (`sentinel monitor <master> …`).
+    /// The name the Sentinels monitor the primary under (`sentinel monitor <name> …`);
+    /// non-empty, without spaces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
     /// The Sentinels' password, read from `password_file` during `Config::load` and never
     /// serialised, like `redis.password`.
     #[serde(skip)]
     pub password: Option<Secret>,
-    /// ACL user for the Sentinels themselves, if they require one.
+    /// ACL user for the Sentinels themselves, if they require authentication (`requirepass`
+    /// or an ACL on the Sentinels). The data nodes' credentials stay `redis.username` and
+    /// `redis.password_file`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// File holding the Sentinels' password (trailing newline ignored).
+    /// File holding the Sentinels' password, read like `redis.password_file`. Only with
+    /// `redis.sentinel.addresses`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "secret-file"))]
     pub password_file: Option<PathBuf>,
 }
 

@@ -8,37 +8,20 @@
 //! many requests fail at once, the connector sees one report and Redis and the Sentinels see one
 //! reconnection: no stampede.
 //!
-//! The connector connects (to `redis.url`, or to the node Sentinel names, after checking with
-//! `INFO replication` that it is a primary; a node it cannot use makes it ask another Sentinel
-//! first next time), publishes the connection (two when writes wait for replicas: Redis holds a
-//! connection during `WAIT`), then checks it once a second: with a URL, a PING (two in a row
-//! unanswered, and the connection is replaced: the node may be gone without closing it); with
-//! Sentinel, whether Sentinel still names the same node, and the node's replication state for
-//! the metrics. A broken connection is replaced at once if it had served for a while, else
-//! after a back-off of 50 ms doubling to 400 ms, so that a node that keeps answering READONLY
-//! is not hammered. Dropping the last `Store` ends the task.
+//!
+//! The connector itself is in `connector.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use redis::ConnectionInfo;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisError};
 use tokio::sync::watch;
 
-use super::replication::Replication;
-use super::sentinel::{SentinelError, Sentinels};
-use crate::metrics::{Metrics, ReplicationGauges};
-
-/// How often the connector checks the connection and, with Sentinel, asks for the primary.
-const CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// Back-off between connection attempts that fail, or connections that break at once.
-const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
-const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(400);
-/// A connection that served this long before it broke is replaced without waiting.
-const STABLE_AFTER: Duration = Duration::from_secs(1);
-/// With a URL: checks in a row without an answer to PING before the connection is replaced.
-const UNANSWERED_PINGS: u32 = 2;
+use super::connector::Connector;
+use super::sentinel::Sentinels;
+use crate::metrics::Metrics;
 
 /// What a request saw that the connector should act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -71,27 +54,27 @@ pub struct Link {
 }
 
 #[derive(Clone, Default)]
-struct Current {
+pub(super) struct Current {
     /// Counts publications, so that a request can wait for one newer than a bad connection.
-    generation: u64,
-    connections: Option<Connections>,
-    primary: Option<Arc<str>>,
+    pub(super) generation: u64,
+    pub(super) connections: Option<Connections>,
+    pub(super) primary: Option<Arc<str>>,
 }
 
 /// The connections to one primary.
 #[derive(Clone)]
-struct Connections {
-    shared: MultiplexedConnection,
+pub(super) struct Connections {
+    pub(super) shared: MultiplexedConnection,
     /// Where writes go: a connection of their own when each is followed by `WAIT`, because
     /// Redis blocks a connection during `WAIT`, and reads and readiness checks must not queue
     /// behind it; otherwise the shared one.
-    writes: MultiplexedConnection,
+    pub(super) writes: MultiplexedConnection,
 }
 
 #[derive(Clone, Copy, Default)]
-struct Report {
-    generation: u64,
-    trouble: Option<Trouble>,
+pub(super) struct Report {
+    pub(super) generation: u64,
+    pub(super) trouble: Option<Trouble>,
 }
 
 /// The connections to use, and their generation (for a report about them).
@@ -111,22 +94,15 @@ impl Link {
     ) -> Self {
         let (current_tx, current) = watch::channel(Current::default());
         let (reports, reports_rx) = watch::channel(Report::default());
-        let replication = matches!(target, Target::Sentinel { .. }).then(|| metrics.replication());
         let wrote = Arc::new(AtomicBool::new(false));
-        let connector = Connector {
+        Connector::spawn(
             target,
             timeouts,
             separate_writes,
-            current: current_tx,
-            reports: reports_rx,
             metrics,
-            replication,
-            generation: 0,
-            primary: None,
-            wrote: wrote.clone(),
-            unanswered_pings: 0,
-        };
-        tokio::spawn(connector.run());
+            (current_tx, reports_rx),
+            wrote.clone(),
+        );
         Self {
             current,
             reports: Arc::new(reports),
@@ -179,314 +155,9 @@ impl Link {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ConnectError {
-    #[error(transparent)]
-    Sentinel(#[from] SentinelError),
-    #[error("{primary}: {source}")]
-    Redis { primary: String, source: RedisError },
-    #[error("{0}: no answer within the connect timeout")]
-    Timeout(String),
-    #[error("{0}: Sentinel names it, but it is not a primary (yet)")]
-    NotPrimary(String),
-}
-
 /// `redis.connect_timeout` and `redis.command_timeout`.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub connect: Duration,
     pub command: Duration,
-}
-
-struct Connector {
-    target: Target,
-    timeouts: Timeouts,
-    separate_writes: bool,
-    current: watch::Sender<Current>,
-    reports: watch::Receiver<Report>,
-    metrics: Metrics,
-    replication: Option<ReplicationGauges>,
-    generation: u64,
-    /// The primary of the last connection, to see changes.
-    primary: Option<Arc<str>>,
-    /// Set by requests when a write succeeded, taken back here at a READONLY: with a URL, a
-    /// demotion is counted as a failover once, however many writes then see READONLY.
-    wrote: Arc<AtomicBool>,
-    /// With a URL: checks in a row whose PING got no answer in time.
-    unanswered_pings: u32,
-}
-
-impl Connector {
-    async fn run(mut self) {
-        let mut pause = Duration::ZERO;
-        let mut cause = None;
-        let requests = self.current.clone();
-        loop {
-            let attempt = tokio::select! {
-                attempt = async {
-                    tokio::time::sleep(pause).await;
-                    self.connect().await
-                } => attempt,
-                () = requests.closed() => return,
-            };
-            let (primary, connections) = match attempt {
-                Ok(connected) => connected,
-                Err(error) => {
-                    tracing::debug!(%error, "cannot connect to the Redis primary; retrying");
-                    pause = (pause * 2).clamp(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY);
-                    continue;
-                }
-            };
-            self.publish(primary.clone(), Some(connections.clone()), cause);
-            let since = Instant::now();
-            let Some(trouble) = self.watch(&connections.shared).await else {
-                return;
-            };
-            drop(connections);
-            // Requests wait for the next connection rather than use this one again.
-            self.publish(primary.clone(), None, None);
-            if since.elapsed() >= STABLE_AFTER {
-                pause = Duration::ZERO;
-                tracing::warn!(%primary, cause = trouble, "reconnecting to the Redis primary");
-            } else {
-                pause = (pause * 2).clamp(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY);
-                tracing::debug!(%primary, cause = trouble, "reconnecting to the Redis primary");
-            }
-            if trouble == "readonly"
-                && matches!(self.target, Target::Url(_))
-                && self.wrote.swap(false, Ordering::Relaxed)
-            {
-                // Behind a URL a failover shows only as this: a node that took writes was
-                // demoted.
-                self.metrics.count_failover();
-                tracing::warn!(%primary, "the Redis node behind redis.url answered READONLY");
-            }
-            cause = Some(trouble);
-        }
-    }
-
-    /// One attempt: the address, and connections to it that are ready for requests. With
-    /// Sentinel, a node that cannot be reached or is not a primary makes the next attempt ask
-    /// another Sentinel first: the one that named it may be cut off and out of date.
-    async fn connect(&mut self) -> Result<(Arc<str>, Connections), ConnectError> {
-        let attempt = self.connect_to_primary().await;
-        if let (
-            Err(
-                ConnectError::Redis { .. } | ConnectError::Timeout(_) | ConnectError::NotPrimary(_),
-            ),
-            Target::Sentinel { sentinels, .. },
-        ) = (&attempt, &mut self.target)
-        {
-            sentinels.distrust_last();
-        }
-        attempt
-    }
-
-    async fn connect_to_primary(&mut self) -> Result<(Arc<str>, Connections), ConnectError> {
-        // The primary is named as Sentinel names it (an IPv6 host in brackets), so that a
-        // check can compare the two.
-        let (info, primary) = match &mut self.target {
-            Target::Url(info) => (info.clone(), info.addr().to_string()),
-            Target::Sentinel { sentinels, node } => {
-                let address = sentinels.primary().await?;
-                let primary = address.to_string();
-                let info = node
-                    .clone()
-                    .set_addr(ConnectionAddr::Tcp(address.host, address.port));
-                (info, primary)
-            }
-        };
-        let failed = |source| ConnectError::Redis {
-            primary: primary.clone(),
-            source,
-        };
-        let client = Client::open(info).map_err(failed)?;
-        let shared = self.open(&client, &primary).await?;
-        if matches!(self.target, Target::Sentinel { .. })
-            && !self
-                .replication_of(&shared)
-                .await
-                .map_err(failed)?
-                .is_primary
-        {
-            return Err(ConnectError::NotPrimary(primary));
-        }
-        let writes = match self.separate_writes {
-            true => self.open(&client, &primary).await?,
-            false => shared.clone(),
-        };
-        Ok((primary.into(), Connections { shared, writes }))
-    }
-
-    async fn open(
-        &self,
-        client: &Client,
-        primary: &str,
-    ) -> Result<MultiplexedConnection, ConnectError> {
-        // No response timeout on the connection: every use of it has a deadline of its own,
-        // and a timeout inside redis-rs would look like a lost connection.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeouts.connect))
-            .set_response_timeout(None);
-        tokio::time::timeout(
-            self.timeouts.connect,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| ConnectError::Timeout(primary.to_owned()))?
-        .map_err(|source| ConnectError::Redis {
-            primary: primary.to_owned(),
-            source,
-        })
-    }
-
-    /// Waits until the connection must be replaced, and says why (a `cause` label of
-    /// `timestamp_api_redis_reconnections_total`); `None` when the store is gone.
-    async fn watch(&mut self, connection: &MultiplexedConnection) -> Option<&'static str> {
-        let mut tick = tokio::time::interval(CHECK_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // The first tick is now, and the connection was just checked.
-        loop {
-            let check = tokio::select! {
-                changed = self.reports.changed() => {
-                    changed.ok()?;
-                    let report = *self.reports.borrow_and_update();
-                    match report.trouble {
-                        _ if report.generation != self.generation => false,
-                        Some(Trouble::Readonly) => return Some("readonly"),
-                        Some(Trouble::Lost) => return Some("connection_lost"),
-                        Some(Trouble::Slow) => matches!(self.target, Target::Sentinel { .. }),
-                        None => false,
-                    }
-                }
-                _ = tick.tick() => true,
-                () = self.current.closed() => return None,
-            };
-            if check && let Some(cause) = self.check(connection).await {
-                return Some(cause);
-            }
-        }
-    }
-
-    /// With a URL, PINGs; with Sentinel, asks whether the primary moved and reads the node's
-    /// replication state. A cause when the connection must be replaced.
-    async fn check(&mut self, connection: &MultiplexedConnection) -> Option<&'static str> {
-        let outcome = match &mut self.target {
-            Target::Url(_) => {
-                let ping = redis::cmd("PING");
-                let mut connection = connection.clone();
-                let pong = ping.query_async::<String>(&mut connection);
-                match tokio::time::timeout(self.timeouts.command, pong).await {
-                    Ok(result) => {
-                        self.unanswered_pings = 0;
-                        result.map(|_| ())
-                    }
-                    // Once may be a stalled Redis, which a new connection would not help; twice
-                    // in a row may as well be a node gone without closing the connection (a
-                    // crash, a partition), which only a new connection finds out about, and
-                    // whose name may lead elsewhere by now.
-                    Err(_) => {
-                        self.unanswered_pings += 1;
-                        if self.unanswered_pings < UNANSWERED_PINGS {
-                            return None;
-                        }
-                        self.unanswered_pings = 0;
-                        return Some("unresponsive");
-                    }
-                }
-            }
-            Target::Sentinel { sentinels, .. } => {
-                match sentinels.primary().await {
-                    Ok(address) => {
-                        let named = address.to_string();
-                        if self.primary.as_deref() != Some(named.as_str()) {
-                            return Some("primary_moved");
-                        }
-                    }
-                    Err(error) => tracing::debug!(%error, "no Sentinel named the primary"),
-                }
-                match self.replication_of(connection).await {
-                    Ok(replication) if !replication.is_primary => return Some("readonly"),
-                    Ok(_) => Ok(()),
-                    Err(error) => Err(error),
-                }
-            }
-        };
-        match outcome {
-            Err(error) if super::is_connection_error(&error) => Some("connection_lost"),
-            Err(error) => {
-                tracing::warn!(%error, "checking the Redis primary failed");
-                None
-            }
-            Ok(()) => None,
-        }
-    }
-
-    /// `INFO replication` of the node, also copied into the replication gauges.
-    async fn replication_of(
-        &self,
-        connection: &MultiplexedConnection,
-    ) -> Result<Replication, RedisError> {
-        let mut connection = connection.clone();
-        let mut info = redis::cmd("INFO");
-        info.arg("replication");
-        let info = tokio::time::timeout(
-            self.timeouts.command,
-            info.query_async::<String>(&mut connection),
-        )
-        .await
-        .map_err(|_| {
-            RedisError::from((
-                redis::ErrorKind::Client,
-                "no answer to INFO replication in time",
-            ))
-        })??;
-        let replication = Replication::parse(&info);
-        if let Some(gauges) = &self.replication
-            && replication.is_primary
-        {
-            gauges.replicas_connected.set(replication.replicas);
-            gauges.replica_lag_seconds.set(replication.max_lag_seconds);
-        }
-        Ok(replication)
-    }
-
-    /// Publishes a connection (or its absence) to the requests; logs and counts a new primary.
-    fn publish(
-        &mut self,
-        primary: Arc<str>,
-        connections: Option<Connections>,
-        cause: Option<&'static str>,
-    ) {
-        if connections.is_none() {
-            // Only the primary in use is 1; between connections there is none.
-            self.metrics.unset_primary(&primary);
-        } else {
-            match self.primary.as_deref() {
-                None => {
-                    let sentinel_master = match &self.target {
-                        Target::Sentinel { sentinels, .. } => Some(sentinels.master().to_owned()),
-                        Target::Url(_) => None,
-                    };
-                    tracing::info!(%primary, sentinel_master, "connected to the Redis primary");
-                }
-                Some(previous) if *previous != *primary => {
-                    tracing::warn!(from = previous, to = %primary, "the Redis primary changed");
-                    self.metrics.count_failover();
-                }
-                Some(_) => {}
-            }
-            self.metrics.set_primary(self.primary.as_deref(), &primary);
-            if let Some(cause) = cause {
-                self.metrics.count_reconnection(cause);
-            }
-            self.primary = Some(primary.clone());
-        }
-        self.generation += 1;
-        self.current.send_replace(Current {
-            generation: self.generation,
-            connections,
-            primary: Some(primary),
-        });
-    }
 }

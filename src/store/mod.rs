@@ -30,6 +30,7 @@ use crate::cursor::Cursor;
 use crate::domain::{Name, Timestamp};
 use crate::metrics::Metrics;
 
+mod connector;
 mod link;
 mod list;
 mod replication;

@@ -1,0 +1,238 @@
+//! The configuration described by itself: every key with its environment variable, kind,
+//! bounds, default and doc comment, read from `Config`'s JSON schema (schemars derives it from
+//! the structs, their serde attributes and `Default`). `timestamp-api config --describe` prints
+//! it; the key table of docs/configuration.md and nix/config-keys.json, which the NixOS module
+//! builds its options from, are generated from it, and `generated_copies_are_current` fails
+//! while a committed copy is stale.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Config, ENV_PREFIX};
+
+/// One configuration key, as the reference tables and the NixOS module need it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyDescription {
+    /// Dotted path: `redis.sentinel.addresses`.
+    pub key: String,
+    /// `TSAPI_REDIS__SENTINEL__ADDRESSES`.
+    pub env: String,
+    pub kind: Kind,
+    /// The accepted values of an `enum`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<u64>,
+    /// As the service writes it in TOML; absent when the key is unset by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// The field's doc comment, one paragraph (Markdown).
+    pub description: String,
+}
+
+/// What a key's value is; the NixOS module maps each to an option type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    String,
+    Integer,
+    Enum,
+    /// humantime: `250ms`, `10s`, `1m 30s`.
+    Duration,
+    /// `host:port` with an IP address.
+    SocketAddress,
+    /// Comma-separated `host:port` in one environment variable, or a TOML array.
+    HostPortList,
+    /// A file whose content is a secret: read at start-up, never logged.
+    SecretFile,
+}
+
+/// Every key, section by section (the top level, then `redis`, then `redis.sentinel`), each
+/// section's keys in alphabetical order.
+pub fn describe() -> Vec<KeyDescription> {
+    let schema = schemars::schema_for!(Config);
+    let schema = schema.as_value();
+    let mut keys = Vec::new();
+    section(schema, schema, "", &mut keys);
+    keys
+}
+
+fn section(root: &Value, schema: &Value, prefix: &str, keys: &mut Vec<KeyDescription>) {
+    let Some(properties) = schema["properties"].as_object() else {
+        return;
+    };
+    let mut subsections = Vec::new();
+    for (name, property) in properties {
+        let key = format!("{prefix}{name}");
+        let target = resolve(root, property);
+        if target["type"] == "object" {
+            subsections.push((key, target));
+            continue;
+        }
+        keys.push(KeyDescription {
+            env: format!(
+                "{ENV_PREFIX}{}",
+                key.replace('.', "__").to_ascii_uppercase()
+            ),
+            kind: kind_of(target),
+            values: target["enum"]
+                .as_array()
+                .map(|values| {
+                    values
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            minimum: target["minimum"].as_u64(),
+            maximum: target["maximum"].as_u64(),
+            default: property.get("default").cloned(),
+            description: paragraph(
+                property["description"]
+                    .as_str()
+                    .or_else(|| target["description"].as_str())
+                    .unwrap_or_default(),
+            ),
+            key,
+        });
+    }
+    for (key, target) in subsections {
+        section(root, target, &format!("{key}."), keys);
+    }
+}
+
+/// The schema a property stands for: itself, or the definition its `$ref` names.
+fn resolve<'a>(root: &'a Value, property: &'a Value) -> &'a Value {
+    property["$ref"]
+        .as_str()
+        .and_then(|reference| reference.strip_prefix("#/$defs/"))
+        .map_or(property, |name| &root["$defs"][name])
+}
+
+fn kind_of(schema: &Value) -> Kind {
+    match schema["format"].as_str() {
+        Some("duration") => Kind::Duration,
+        Some("socket-address") => Kind::SocketAddress,
+        Some("host-port-list") => Kind::HostPortList,
+        Some("secret-file") => Kind::SecretFile,
+        _ if schema.get("enum").is_some() => Kind::Enum,
+        _ if schema["type"] == "integer" => Kind::Integer,
+        _ => Kind::String,
+    }
+}
+
+/// A doc comment's lines as one paragraph: the table cell and the option text are one.
+fn paragraph(doc: &str) -> String {
+    doc.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// nix/config-keys.json, what `timestamp-api config --describe` prints.
+pub fn json(keys: &[KeyDescription]) -> String {
+    // Plain structs of strings, numbers and JSON values serialise without fail.
+    let mut text = serde_json::to_string_pretty(keys).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The key table of docs/configuration.md.
+    fn markdown_table(keys: &[KeyDescription]) -> String {
+        let mut table =
+            String::from("| Key | Environment variable | Default | Meaning |\n|---|---|---|---|\n");
+        for key in keys {
+            let default = match &key.default {
+                None => "unset".to_owned(),
+                Some(Value::String(text)) => format!("`{text}`"),
+                Some(value) => format!("`{value}`"),
+            };
+            let mut meaning = key.description.clone();
+            if !key.values.is_empty() {
+                meaning.push_str(&format!(" One of `{}`.", key.values.join("`, `")));
+            }
+            if let (Some(minimum), Some(maximum)) = (key.minimum, key.maximum) {
+                meaning.push_str(&format!(" From {minimum} to {maximum}."));
+            }
+            table.push_str(&format!(
+                "| `{}` | `{}` | {default} | {} |\n",
+                key.key,
+                key.env,
+                meaning.replace('|', "\\|")
+            ));
+        }
+        table
+    }
+
+    const TABLE_START: &str = "<!-- keys: generated from src/config by `make generate`; edit the doc comments there -->\n";
+    const TABLE_END: &str = "<!-- end of generated keys -->\n";
+
+    /// Compares a committed copy with what the code makes of it; with
+    /// `TSAPI_REGENERATE=1` (`make generate`) writes it instead.
+    fn check_copy(path: &str, expected: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if committed == expected {
+            return;
+        }
+        if std::env::var_os("TSAPI_REGENERATE").is_some() {
+            std::fs::write(&path, expected).unwrap();
+            return;
+        }
+        panic!("{} is stale: run `make generate`", path.display());
+    }
+
+    #[test]
+    fn generated_copies_are_current() {
+        let keys = describe();
+        check_copy("nix/config-keys.json", &json(&keys));
+
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let (before, rest) = doc
+            .split_once(TABLE_START)
+            .expect("the table's start marker");
+        let (_, after) = rest.split_once(TABLE_END).expect("the table's end marker");
+        let expected = format!(
+            "{before}{TABLE_START}{}{TABLE_END}{after}",
+            markdown_table(&keys)
+        );
+        check_copy("docs/configuration.md", &expected);
+    }
+
+    #[test]
+    fn every_key_is_described_with_its_variable_and_default() {
+        let keys = describe();
+        let find = |name: &str| keys.iter().find(|key| key.key == name).unwrap();
+        let acks = find("redis.min_replica_acks");
+        assert_eq!(acks.env, "TSAPI_REDIS__MIN_REPLICA_ACKS");
+        assert_eq!(
+            (acks.kind, acks.minimum, acks.maximum),
+            (Kind::Integer, Some(0), Some(16))
+        );
+        assert_eq!(acks.default, Some(Value::from(0)));
+        assert_eq!(
+            find("redis.connect_timeout").default,
+            Some(Value::from("250ms"))
+        );
+        assert_eq!(find("redis.sentinel.addresses").kind, Kind::HostPortList);
+        assert_eq!(find("redis.password_file").kind, Kind::SecretFile);
+        assert_eq!(find("redis.password_file").default, None);
+        assert_eq!(find("log_format").values, ["json", "text"]);
+        assert!(find("log_format").description.starts_with("`json`"));
+        // Held secrets are not keys; every key has a description.
+        assert!(
+            keys.iter()
+                .all(|key| !key.key.ends_with("password") && key.key != "cursor_key")
+        );
+        assert!(
+            keys.iter().all(|key| !key.description.is_empty()),
+            "{keys:#?}"
+        );
+    }
+}
