@@ -61,7 +61,8 @@ in
       nativeCheckInputs = [ pkgs.redis ];
       REDIS_SERVER_BIN = lib.getExe' pkgs.redis "redis-server";
       # nextest runs a test per core while clippy, doc and the images build beside it: every
-      # time bound in the tests is the configured time plus this slack (tests/api/helpers.rs).
+      # time bound in the tests is the configured time plus this slack
+      # (tests/api/harness/timing.rs).
       TSAPI_TEST_SLACK = "5s";
       # cargoNextest passes this on to mkCargoDerivation, whose default (true) would keep the
       # whole target directory as the output; nothing consumes it.

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use redis::Commands;
 
-use crate::helpers::{Client, RedisServer, ServiceProcess, TestApp, eventually, metric, slack};
-use crate::topology::{ADMIN, MASTER, Topology};
+use crate::harness::app::TestApp;
+use crate::harness::client::{Client, metric};
+use crate::harness::redis_server::RedisServer;
+use crate::harness::service_process::ServiceProcess;
+use crate::harness::timing::{eventually, slack};
+use crate::harness::topology::{ADMIN, MASTER, Topology};
 
 /// The commands the deployments allow the service (deploy/redis-acl/README.md).
 pub const SERVICE_COMMANDS: &str = include_str!("../../deploy/redis-acl/service.commands");

@@ -1,7 +1,8 @@
 //! The admin listener (probes, metrics, version), what each listener refuses to serve, and the
 //! request id every response carries.
 
-use crate::helpers::{eventually, reconnects_within, spawn_app};
+use crate::harness::app::spawn_app;
+use crate::harness::timing::{eventually, reconnects_within};
 
 #[tokio::test]
 async fn livez_never_depends_on_redis() {

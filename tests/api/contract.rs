@@ -5,7 +5,7 @@
 use hyper::Method;
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::harness::app::spawn_app;
 
 #[tokio::test]
 async fn every_documented_operation_answers_a_documented_status() {

@@ -3,7 +3,7 @@
 use hyper::Method;
 use redis::Commands;
 
-use crate::helpers::spawn_app;
+use crate::harness::app::spawn_app;
 
 #[tokio::test]
 async fn bad_names_are_400() {

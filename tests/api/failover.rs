@@ -19,8 +19,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::helpers::{HEAVY, ServiceProcess, eventually, metric, slack};
-use crate::topology::{DOWN_AFTER, MASTER, Switch, Switches, Topology};
+use crate::harness::client::metric;
+use crate::harness::service_process::ServiceProcess;
+use crate::harness::timing::{HEAVY, eventually, slack};
+use crate::harness::topology::{DOWN_AFTER, MASTER, Switch, Switches, Topology};
 
 const WRITERS: usize = 4;
 /// Each writer's pause between writes: every 100 ms of a failover sees writes, and the two

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use timestamp_api::Config;
 
-use crate::helpers::{
-    Client, RedisServer, TestApp, TestResponse, eventually, reconnects_within, slack, spawn_app,
-};
+use crate::harness::app::{TestApp, spawn_app};
+use crate::harness::client::{Client, TestResponse};
+use crate::harness::redis_server::RedisServer;
+use crate::harness::timing::{eventually, reconnects_within, slack};
 
 /// Sends every API operation that needs Redis, one after another: what each was, its
 /// response, and how long the response took.
@@ -140,7 +141,7 @@ async fn a_write_redis_refuses_is_a_503_that_says_so_while_reads_and_readiness_g
     assert_eq!(app.admin.get("/readyz").await.status, 200);
     let metrics = app.admin.get("/metrics").await.text();
     assert_eq!(
-        crate::helpers::metric(
+        crate::harness::client::metric(
             &metrics,
             r#"timestamp_api_redis_refusals_total{cause="oom"}"#
         ),

@@ -13,9 +13,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::Method;
 use redis::Commands;
 
-use crate::helpers::{
-    Client, HEAVY, RedisServer, ServiceProcess, TestResponse, eventually, metric, slack,
-};
+use crate::harness::client::{Client, TestResponse, metric};
+use crate::harness::redis_server::RedisServer;
+use crate::harness::service_process::ServiceProcess;
+use crate::harness::timing::{HEAVY, eventually, slack};
 
 async fn metrics_of(service: &ServiceProcess) -> String {
     service.admin.get("/metrics").await.text()
@@ -68,10 +69,7 @@ fn service_with_names(
     if !pairs.is_empty() {
         let () = redis.client().mset(&pairs).unwrap();
     }
-    let url = redis.url();
-    let mut all = vec![("TSAPI_REDIS__URL", url.as_str())];
-    all.extend_from_slice(env);
-    let service = ServiceProcess::start(&all);
+    let service = ServiceProcess::against(&redis, env);
     (redis, service)
 }
 
@@ -373,11 +371,8 @@ async fn forged_cursors_are_400_and_replicas_sharing_a_key_accept_each_others() 
     .unwrap();
     let key_file = key_file.to_str().unwrap();
     let (redis, first) = service_with(31, &[("TSAPI_CURSOR_KEY_FILE", key_file)]);
-    let second = ServiceProcess::start(&[
-        ("TSAPI_REDIS__URL", &redis.url()),
-        ("TSAPI_CURSOR_KEY_FILE", key_file),
-    ]);
-    let stranger = ServiceProcess::start(&[("TSAPI_REDIS__URL", &redis.url())]);
+    let second = ServiceProcess::against(&redis, &[("TSAPI_CURSOR_KEY_FILE", key_file)]);
+    let stranger = ServiceProcess::against(&redis, &[]);
 
     // One stored name, named 500 times in a cursor of the old, unsigned layout and of the
     // current one with no valid tag.
@@ -892,8 +887,6 @@ fn linger_zero(stream: &TcpStream) {
 #[tokio::test]
 async fn the_descriptor_limit_is_raised_at_start_up_and_a_hard_limit_too_low_caps_connections() {
     let redis = RedisServer::start();
-    let url = redis.url();
-    let env = [("TSAPI_REDIS__URL", url.as_str())];
 
     // A soft limit below what 1,024 connections per listener need, under the hard one this
     // process has (a process may lower its hard limit, never raise it).
@@ -911,7 +904,7 @@ async fn the_descriptor_limit_is_raised_at_start_up_and_a_hard_limit_too_low_cap
         hard > 256,
         "this test needs a hard file limit above 256, not {hard}"
     );
-    let raised = ServiceProcess::start_with_fd_limit(&env, 256, hard);
+    let raised = ServiceProcess::against_with_fd_limit(&redis, 256, hard);
     assert_eq!(raised.fd_limit(), (hard, hard));
     assert!(
         !raised
@@ -925,7 +918,7 @@ async fn the_descriptor_limit_is_raised_at_start_up_and_a_hard_limit_too_low_cap
 
     // A hard limit of 200: (200 - 64 reserved) / 2 = 68 connections per listener, said at
     // start-up; connections over that get the documented 503, not a wait in the listen queue.
-    let capped = ServiceProcess::start_with_fd_limit(&env, 200, 200);
+    let capped = ServiceProcess::against_with_fd_limit(&redis, 200, 200);
     let warning = capped
         .events()
         .into_iter()

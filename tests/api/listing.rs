@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use redis::Commands;
 use serde_json::Value;
 
-use crate::helpers::{Client, RedisServer, spawn_app};
+use crate::harness::app::spawn_app;
+use crate::harness::client::Client;
+use crate::harness::redis_server::RedisServer;
 
 /// Follows `next_cursor` to the end; checks every page's size; returns the names seen.
 async fn walk(api: Client, limit: usize) -> (BTreeSet<String>, usize) {

@@ -8,19 +8,21 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::acl::SERVICE_COMMANDS;
-use crate::helpers::{RedisServer, ServiceProcess, binary, eventually, slack};
+use crate::harness::redis_server::RedisServer;
+use crate::harness::service_process::{ServiceProcess, binary};
+use crate::harness::timing::{eventually, slack};
 
 #[tokio::test]
 async fn a_request_in_flight_at_sigterm_completes_and_the_process_exits_0() {
     let redis = RedisServer::start();
     let shutdown_timeout = Duration::from_secs(5);
-    let mut service = ServiceProcess::start(&[
-        ("TSAPI_REDIS__URL", &redis.url()),
-        (
+    let mut service = ServiceProcess::against(
+        &redis,
+        &[(
             "TSAPI_SHUTDOWN_TIMEOUT",
             &humantime::format_duration(shutdown_timeout).to_string(),
-        ),
-    ]);
+        )],
+    );
 
     // Headers and half the body: the request is in flight.
     let mut in_flight = TcpStream::connect(service.api.addr).unwrap();
@@ -72,13 +74,13 @@ async fn a_request_in_flight_at_sigterm_completes_and_the_process_exits_0() {
 async fn requests_that_never_finish_are_cut_at_the_shutdown_timeout() {
     let redis = RedisServer::start();
     let shutdown_timeout = Duration::from_secs(1);
-    let mut service = ServiceProcess::start(&[
-        ("TSAPI_REDIS__URL", &redis.url()),
-        (
+    let mut service = ServiceProcess::against(
+        &redis,
+        &[(
             "TSAPI_SHUTDOWN_TIMEOUT",
             &humantime::format_duration(shutdown_timeout).to_string(),
-        ),
-    ]);
+        )],
+    );
     let mut stuck = TcpStream::connect(service.api.addr).unwrap();
     stuck
         .write_all(b"PUT /v1/timestamps/stuck HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{")
@@ -104,13 +106,13 @@ async fn during_the_drain_delay_readiness_fails_but_requests_are_served() {
     let redis = RedisServer::start();
     // Long enough for the checks below to run inside it, however slow the machine.
     let drain_delay = slack() * 3;
-    let mut service = ServiceProcess::start(&[
-        ("TSAPI_REDIS__URL", &redis.url()),
-        (
+    let mut service = ServiceProcess::against(
+        &redis,
+        &[(
             "TSAPI_DRAIN_DELAY",
             &humantime::format_duration(drain_delay).to_string(),
-        ),
-    ]);
+        )],
+    );
     assert_eq!(service.admin.get("/readyz").await.status, 200);
 
     service.signal(libc::SIGINT);
@@ -137,7 +139,7 @@ async fn during_the_drain_delay_readiness_fails_but_requests_are_served() {
 #[tokio::test]
 async fn the_healthcheck_command_follows_readiness() {
     let mut redis = RedisServer::start();
-    let service = ServiceProcess::start(&[("TSAPI_REDIS__URL", &redis.url())]);
+    let service = ServiceProcess::against(&redis, &[]);
     let readyz = format!("http://{}/readyz", service.admin.addr);
     let check = |env: &[(&str, &str)], args: &[&str]| {
         let output = binary(env).arg("healthcheck").args(args).output().unwrap();
@@ -201,7 +203,7 @@ fn a_bad_configuration_exits_2_with_one_line_naming_the_key() {
 #[tokio::test]
 async fn logs_are_json_lines_with_an_access_log_carrying_the_request_id() {
     let redis = RedisServer::start();
-    let mut service = ServiceProcess::start(&[("TSAPI_REDIS__URL", &redis.url())]);
+    let mut service = ServiceProcess::against(&redis, &[]);
     let response = service
         .api
         .send(
@@ -255,7 +257,7 @@ async fn logs_are_json_lines_with_an_access_log_carrying_the_request_id() {
 #[tokio::test]
 async fn events_logged_while_serving_a_request_carry_its_id() {
     let mut redis = RedisServer::start();
-    let mut service = ServiceProcess::start(&[("TSAPI_REDIS__URL", &redis.url())]);
+    let mut service = ServiceProcess::against(&redis, &[]);
     redis.stop();
     let response = service
         .api
@@ -282,10 +284,7 @@ async fn events_logged_while_serving_a_request_carry_its_id() {
 #[test]
 fn the_text_format_is_for_humans() {
     let redis = RedisServer::start();
-    let mut service = ServiceProcess::start(&[
-        ("TSAPI_REDIS__URL", &redis.url()),
-        ("TSAPI_LOG_FORMAT", "text"),
-    ]);
+    let mut service = ServiceProcess::against(&redis, &[("TSAPI_LOG_FORMAT", "text")]);
     service.signal(libc::SIGTERM);
     assert_eq!(service.wait(Duration::from_secs(5)).code(), Some(0));
     let lines = service.stdout();

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use timestamp_api::Config;
 
-use crate::helpers::{
-    Client, RedisServer, TestApp, eventually, metric, reconnects_within, slack, spawn_app,
-};
+use crate::harness::app::{TestApp, spawn_app};
+use crate::harness::client::{Client, metric};
+use crate::harness::redis_server::RedisServer;
+use crate::harness::timing::{eventually, reconnects_within, slack};
 
 /// The service reconnects at most 400 ms after a failed attempt (src/store/link.rs), and a
 /// write waits up to `redis.command_timeout`.

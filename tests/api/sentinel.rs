@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use crate::helpers::{RedisServer, TestApp, eventually, metric, reconnects_within};
+use crate::harness::app::TestApp;
+use crate::harness::client::metric;
+use crate::harness::redis_server::RedisServer;
+use crate::harness::timing::{eventually, reconnects_within};
 
 /// The service, with `redis.url` pointing where nothing listens, asking the Sentinels on
 /// `ports` (in that order) for master `m`.

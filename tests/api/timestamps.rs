@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use redis::Commands;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::harness::app::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn put_without_a_body_sets_now_and_answers_201_with_location() {

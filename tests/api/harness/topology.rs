@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::helpers::RedisServer;
+use super::redis_server::RedisServer;
 
 /// The name the Sentinels monitor the primary under.
 pub const MASTER: &str = "tsapi";
