@@ -26,12 +26,14 @@ use tokio::sync::{Semaphore, watch};
 use warp::http::Request;
 use warp::reply::Response;
 
-use crate::api::{ApiError, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS, ResponseBudget};
+use crate::api::ResponseBudget;
 use crate::config::Config;
 use crate::connection::ClientStream;
 use crate::cursor::CursorKey;
 use crate::descriptors;
-use crate::http::{AccessLog, Observed};
+use crate::http::{
+    AccessLog, HttpError, IntoProblem, Observed, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS,
+};
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::shutdown::Draining;
 use crate::store::{Store, StoreError};
@@ -209,7 +211,7 @@ struct Connections {
 
 impl Connections {
     fn new(limits: ConnectionLimits, metrics: ListenerMetrics) -> Self {
-        let body = ApiError::TooManyConnections.problem_json();
+        let body = HttpError::TooManyConnections.problem_json();
         let mut refusal = format!(
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {PROBLEM_CONTENT_TYPE}\r\n\
              retry-after: {RETRY_AFTER_SECONDS}\r\nconnection: close\r\n\

@@ -17,15 +17,8 @@ use bytes::Bytes;
 use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::bounds::room_for;
 use super::problem::ApiError;
-
-/// Room reserved per item of a page while it is built: more than an item costs at its largest
-/// (a 128-character name as SCAN returns it, as a key for MGET, as a value read back, as the
-/// item shown, and as JSON, about 800 bytes in all).
-const ITEM_BYTES: usize = 1024;
-
-/// Room reserved per page beyond its items: the cursor and the JSON around the items.
-const PAGE_BYTES: usize = 1024;
 
 #[derive(Clone)]
 pub struct ResponseBudget {
@@ -106,12 +99,6 @@ impl AsRef<[u8]> for Held {
     fn as_ref(&self) -> &[u8] {
         &self.body
     }
-}
-
-/// The room a page of `limit` items reserves while it is built; the budget must hold that of
-/// the largest page.
-pub const fn room_for(limit: usize) -> usize {
-    limit * ITEM_BYTES + PAGE_BYTES
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //! the path's route template (metrics and the access log use it, never the raw path). A final
 //! catch-all answers 404.
 
+mod bounds;
 mod budget;
 pub mod openapi;
+mod paths;
 mod problem;
 #[cfg(test)]
 mod routing_tests;
@@ -20,22 +22,14 @@ use warp::Filter;
 use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 
-pub use problem::{
-    ApiError, MAX_METHOD_BYTES, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS,
-    MAX_REQUEST_TARGET_BYTES, PROBLEM_CONTENT_TYPE, RETRY_AFTER_SECONDS,
-};
-
-pub use budget::{ResponseBudget, room_for};
-pub use set_request::BODY_READ_TIMEOUT;
-pub use timestamps::MAX_LIMIT;
+pub use bounds::{BODY_READ_TIMEOUT, MAX_LIMIT, room_for};
+pub use budget::ResponseBudget;
+pub use paths::{COLLECTION_ROUTE, ITEM_ROUTE, OPENAPI_ROUTE};
+pub use problem::ApiError;
 
 use crate::cursor::CursorKey;
-use crate::http::{Methods, Route, fallback, get_route, respond, segment};
+use crate::http::{Methods, fallback, get_route, segment};
 use crate::store::Store;
-
-pub const ITEM_ROUTE: Route = Route("/v1/timestamps/{name}");
-pub const COLLECTION_ROUTE: Route = Route("/v1/timestamps");
-pub const OPENAPI_ROUTE: Route = Route("/openapi.json");
 
 /// Every route of the API listener.
 pub fn routes(
@@ -105,4 +99,9 @@ pub fn routes(
 /// The query string, or an empty one; warp's own `query::raw` rejects a request without one.
 fn optional_raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
     warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// Turns a handler's result into a response: errors become problem documents.
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
 }

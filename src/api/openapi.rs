@@ -6,10 +6,10 @@ use utoipa::OpenApi;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::{Content, Object, RefOr, Required, ResponseBuilder, Schema};
 
-use super::problem::Problem;
 use super::schema::add_shared_responses;
 use super::set_request::SetRequest;
 use super::timestamps::{self, ListView, TimestampView};
+use crate::http::Problem;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,14 +39,17 @@ pub fn document() -> String {
                 .description("The OpenAPI 3.1 document of this API.")
                 .content("application/json", Content::new(Some(Object::new()))),
         );
-    doc.paths
-        .add_path_operation(super::OPENAPI_ROUTE.0, vec![HttpMethod::Get], own_route);
+    doc.paths.add_path_operation(
+        super::paths::OPENAPI_ROUTE.0,
+        vec![HttpMethod::Get],
+        own_route,
+    );
     // A PUT without a body is valid (it means now); utoipa has no attribute for an optional
     // body that is not also nullable.
     if let Some(body) = doc
         .paths
         .paths
-        .get_mut(super::ITEM_ROUTE.0)
+        .get_mut(super::paths::ITEM_ROUTE.0)
         .and_then(|item| item.put.as_mut())
         .and_then(|put| put.request_body.as_mut())
     {

@@ -9,12 +9,10 @@ use tower_service::Service as _;
 use warp::http::{HeaderMap, Method, Request, StatusCode, header};
 use warp::reply::Response;
 
-use super::{
-    COLLECTION_ROUTE, ITEM_ROUTE, OPENAPI_ROUTE, PROBLEM_CONTENT_TYPE, ResponseBudget, routes,
-};
+use super::{COLLECTION_ROUTE, ITEM_ROUTE, OPENAPI_ROUTE, ResponseBudget, routes};
 use crate::config::RedisConfig;
 use crate::cursor::CursorKey;
-use crate::http::Route;
+use crate::http::{PROBLEM_CONTENT_TYPE, Route};
 use crate::metrics::Metrics;
 use crate::store::Store;
 

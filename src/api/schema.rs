@@ -13,9 +13,10 @@ use utoipa::openapi::{
 };
 use utoipa::{IntoParams, IntoResponses};
 
-use super::problem::{MAX_REQUEST_TARGET_BYTES, PROBLEM_CONTENT_TYPE, Problem};
-use super::timestamps::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::bounds::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::domain::{NAME_MAX_LEN, NAME_PATTERN, TIMESTAMP_PATTERN, Timestamp};
+use crate::http::limits::MAX_REQUEST_TARGET_BYTES;
+use crate::http::{PROBLEM_CONTENT_TYPE, Problem};
 
 pub fn name() -> Object {
     ObjectBuilder::new()

@@ -11,14 +11,9 @@ use utoipa::ToSchema;
 use warp::Filter;
 use warp::http::HeaderValue;
 
+use super::bounds::{BODY_LIMIT, BODY_READ_TIMEOUT};
 use super::problem::ApiError;
 use crate::domain::Timestamp;
-
-/// Largest request body accepted, in bytes.
-pub const BODY_LIMIT: u64 = 1024;
-
-/// How long a request body may take to arrive after the headers.
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Body of a PUT: exactly one of the two fields; unknown fields are refused.
 //
@@ -247,11 +242,12 @@ fn parse(body: &[u8]) -> Result<Timestamp, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::IntoProblem;
 
     fn parse(body: &str) -> Result<i64, String> {
         super::parse(body.as_bytes())
             .map(Timestamp::epoch_ms)
-            .map_err(|error| format!("{}: {error}", error.status().as_u16()))
+            .map_err(|error| format!("{}: {error}", error.classify().0.as_u16()))
     }
 
     #[test]

@@ -12,22 +12,19 @@ use utoipa::ToSchema;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
+use super::bounds::{BODY_LIMIT, BODY_READ_TIMEOUT, DEFAULT_LIMIT, MAX_LIMIT};
 use super::budget::ResponseBudget;
-use super::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem};
+use super::paths::{COLLECTION_ROUTE, ITEM_ROUTE};
+use super::problem::ApiError;
 use super::schema::{
     self, ItemErrors, ItemWriteErrors, ListParams, NameParam, StoreErrors, WriteErrors,
 };
-use super::set_request::{
-    BODY_LIMIT, BODY_READ_TIMEOUT, BodyHeaders, SetRequest, requested_timestamp,
-};
-use super::{COLLECTION_ROUTE, ITEM_ROUTE};
+use super::set_request::{BodyHeaders, SetRequest, requested_timestamp};
 use crate::cursor::{Cursor, CursorKey};
 use crate::domain::{Name, Timestamp};
 use crate::http::json_response;
+use crate::http::{PROBLEM_CONTENT_TYPE, Problem};
 use crate::store::{SetOutcome, Store};
-
-pub const DEFAULT_LIMIT: usize = 100;
-pub const MAX_LIMIT: usize = 1000;
 
 /// A stored timestamp, as every endpoint shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

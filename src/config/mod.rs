@@ -29,6 +29,8 @@ pub use describe::describe;
 pub use secret::Secret;
 use secret::read_secret_file;
 
+use crate::api;
+
 /// Prefix of every environment variable the service reads.
 pub const ENV_PREFIX: &str = "TSAPI_";
 /// Environment variable naming the optional TOML file (same as `--config`).
@@ -110,7 +112,7 @@ pub struct Config {
     /// `timestamp_api_response_buffer_bytes`. The least is one page of 1,000 items, the most
     /// 1 GiB; how it bounds the process's memory:
     /// [operations.md](operations.md#memory).
-    #[schemars(range(min = crate::api::room_for(crate::api::MAX_LIMIT), max = MAX_RESPONSE_BUFFER_BYTES))]
+    #[schemars(range(min = api::room_for(api::MAX_LIMIT), max = MAX_RESPONSE_BUFFER_BYTES))]
     pub response_buffer_bytes: usize,
     /// File holding the key that signs list cursors (HMAC-SHA256): at least 32 bytes, one
     /// trailing newline ignored. Every replica behind one load balancer needs the same key, or
@@ -243,7 +245,7 @@ impl Config {
                 format!("must be from 1 to {MAX_CONNECTIONS_LIMIT}"),
             ));
         }
-        let budget = crate::api::room_for(crate::api::MAX_LIMIT)..=MAX_RESPONSE_BUFFER_BYTES;
+        let budget = api::room_for(api::MAX_LIMIT)..=MAX_RESPONSE_BUFFER_BYTES;
         if !budget.contains(&self.response_buffer_bytes) {
             return Err(invalid(
                 "response_buffer_bytes",

@@ -13,11 +13,10 @@ use warp::Filter;
 use warp::http::{Request, Version, header};
 use warp::reply::Response;
 
-use super::Route;
-use crate::api::{
-    ApiError, MAX_METHOD_BYTES, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS,
-    MAX_REQUEST_TARGET_BYTES,
+use super::limits::{
+    MAX_METHOD_BYTES, MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEADERS, MAX_REQUEST_TARGET_BYTES,
 };
+use super::{HttpError, Route};
 use crate::metrics::Metrics;
 use crate::telemetry::{self, REQUEST_ID_HEADER};
 
@@ -98,7 +97,7 @@ where
         Box::pin(async move {
             let mut response = handling.await.unwrap_or_else(|_| {
                 // The panic itself is counted and logged by the panic hook (telemetry).
-                ApiError::Internal("the request's task panicked".into()).into_response()
+                HttpError::Internal("the request's task panicked").into_response()
             });
             response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
             Ok(response)
@@ -111,9 +110,9 @@ where
 /// rather than hyper's empty 431), its target is not a path (the authority form of `CONNECT
 /// host:port`, the asterisk form of `OPTIONS *`), or it is HTTP/1.1 without exactly one `Host`
 /// (RFC 9112, section 3.2).
-fn unroutable<B>(request: &Request<B>) -> Option<ApiError> {
+fn unroutable<B>(request: &Request<B>) -> Option<HttpError> {
     if request.method().as_str().len() > MAX_METHOD_BYTES {
-        return Some(ApiError::MethodTooLong);
+        return Some(HttpError::MethodTooLong);
     }
     let uri = request.uri();
     let target_bytes = uri
@@ -123,26 +122,26 @@ fn unroutable<B>(request: &Request<B>) -> Option<ApiError> {
             .authority()
             .map_or(0, |authority| authority.as_str().len());
     if target_bytes > MAX_REQUEST_TARGET_BYTES {
-        return Some(ApiError::UriTooLong);
+        return Some(HttpError::UriTooLong);
     }
     if !request.uri().path().starts_with('/') {
-        return Some(ApiError::InvalidRequest(
+        return Some(HttpError::InvalidRequest(
             "the request target must be a path such as /v1/timestamps",
         ));
     }
     let headers = request.headers();
     if headers.len() > MAX_REQUEST_HEADERS {
-        return Some(ApiError::HeadersTooLarge);
+        return Some(HttpError::HeadersTooLarge);
     }
     let field_bytes: usize = headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if field_bytes > MAX_REQUEST_HEAD_BYTES {
-        return Some(ApiError::HeadersTooLarge);
+        return Some(HttpError::HeadersTooLarge);
     }
     if request.version() == Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
-        return Some(ApiError::InvalidRequest(
+        return Some(HttpError::InvalidRequest(
             "an HTTP/1.1 request must carry exactly one Host header",
         ));
     }

@@ -15,7 +15,7 @@ use warp::path::FullPath;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use crate::api::ApiError;
+use super::HttpError;
 
 /// The route template a response was produced by, for metric labels and the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +132,7 @@ impl<F: Branch> Methods<F> {
     {
         let allow = self.allow.join(", ");
         let not_allowed = path.and(warp::method()).map(move |method: Method| {
-            ApiError::MethodNotAllowed {
+            HttpError::MethodNotAllowed {
                 method: method.to_string(),
                 allow: allow.clone(),
             }
@@ -158,15 +158,10 @@ pub fn fallback() -> impl Filter<Extract = (Response,), Error = Infallible> + Cl
     warp::path::full().map(|path: FullPath| {
         // The path is echoed to help the caller, but bounded: it is theirs, not ours.
         Route::UNMATCHED
-            .tag(ApiError::NoRoute(path.as_str().chars().take(256).collect()).into_response())
+            .tag(HttpError::NoRoute(path.as_str().chars().take(256).collect()).into_response())
     })
 }
 
 pub fn json_response<T: Serialize>(value: &T, status: StatusCode) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
-}
-
-/// Turns a handler's result into a response: errors become problem documents.
-pub fn respond(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(ApiError::into_response)
 }

@@ -610,13 +610,9 @@ async fn oversized_heads_and_lengths_get_problem_documents_where_hyper_lets_them
     let (_redis, service) = service_with(0, &[]);
     let api = service.api;
 
-    // A Content-Length no body can have is a 413, however large the number.
-    for length in [
-        "1025",
-        "18446744073709551613",
-        "18446744073709551615",
-        "18446744073709551616",
-    ] {
+    // A Content-Length no body can have is a 413, up to the largest hyper parses (u64::MAX -
+    // 2); beyond it hyper answers itself (below): the service no longer rewrites the digits.
+    for length in ["1025", "18446744073709551613"] {
         let request = format!(
             "PUT /v1/timestamps/a HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n\
              Content-Length: {length}\r\nConnection: close\r\n\r\n"
@@ -630,7 +626,7 @@ async fn oversized_heads_and_lengths_get_problem_documents_where_hyper_lets_them
         let mut stream = TcpStream::connect(api.addr).unwrap();
         for piece in [
             "PUT /v1/timestamps/a HTTP/1.1\r\nHost: h\r\nContent-Length: 18446",
-            "744073709551615",
+            "744073709551613",
             "\r\nConnection: close\r\n\r\n",
         ] {
             stream.write_all(piece.as_bytes()).unwrap();
@@ -666,6 +662,17 @@ async fn oversized_heads_and_lengths_get_problem_documents_where_hyper_lets_them
         ),
         (
             b"PUT /v1/timestamps/a HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n".to_vec(),
+            "400 Bad Request",
+        ),
+        // A Content-Length over hyper's largest: 431 up to u64::MAX, 400 beyond.
+        (
+            b"PUT /v1/timestamps/a HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n"
+                .to_vec(),
+            "431 Request Header Fields Too Large",
+        ),
+        (
+            b"PUT /v1/timestamps/a HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551616\r\n\r\n"
+                .to_vec(),
             "400 Bad Request",
         ),
         (
