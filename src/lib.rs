@@ -13,6 +13,8 @@ mod connection;
 mod cursor;
 mod descriptors;
 mod domain;
+#[cfg(test)]
+mod generated;
 mod healthcheck;
 mod http;
 mod metrics;

@@ -33,7 +33,7 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// One metric as the catalogue describes it: what `timestamp-api metrics` prints, and what the
 /// dashboard check and the tests hold docs/operations.md and the Grafana dashboard to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricDescription {
     pub name: String,
     /// `counter`, `gauge` or `histogram`.
@@ -41,6 +41,9 @@ pub struct MetricDescription {
     pub kind: &'static str,
     pub labels: Vec<String>,
     pub help: String,
+    /// A histogram's bucket bounds, in its unit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<f64>,
 }
 
 /// Makes each metric, registers it and writes it into the catalogue, so that a metric cannot
@@ -66,6 +69,7 @@ impl Registrar<'_> {
                 kind,
                 labels: desc.variable_labels.clone(),
                 help: desc.help.clone(),
+                buckets: Vec::new(),
             });
         }
         self.registry
@@ -98,7 +102,11 @@ impl Registrar<'_> {
         labels: &[&str],
     ) -> HistogramVec {
         let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-        self.add("histogram", HistogramVec::new(opts, labels))
+        let histograms = self.add("histogram", HistogramVec::new(opts, labels));
+        if let Some(described) = self.catalogue.last_mut() {
+            described.buckets = buckets.to_vec();
+        }
+        histograms
     }
 }
 
@@ -155,6 +163,7 @@ fn process_metrics(registry: &Registry) -> Vec<MetricDescription> {
             },
             labels: Vec::new(),
             help: family.help().to_owned(),
+            buckets: Vec::new(),
         })
         .collect();
     registry
@@ -230,17 +239,20 @@ impl RedisMetrics {
             ),
             errors: registrar.counters(
                 "timestamp_api_redis_command_errors_total",
-                "Redis commands that failed or did not complete in time, by command.",
+                "Redis commands that failed or did not complete in time (abandoned at the \
+                 operation's deadline), by command.",
                 &["command"],
             ),
             primary: registrar.gauges(
                 "timestamp_api_redis_primary",
-                "1 for the Redis primary in use (host:port); the series goes when it changes.",
+                "1 for the Redis primary in use (address: host:port); the series of a former \
+                 primary is removed.",
                 &["address"],
             ),
             failovers: registrar.counter(
                 "timestamp_api_redis_failovers_total",
-                "Changes of the Redis primary the service has seen.",
+                "Changes of the Redis primary the service has seen: with Sentinel, a new \
+                 address; with redis.url, the node answering READONLY, once per demotion.",
             ),
             reconnections: registrar.counters(
                 "timestamp_api_redis_reconnections_total",
@@ -254,7 +266,8 @@ impl RedisMetrics {
             ),
             refusals: registrar.counters(
                 "timestamp_api_redis_refusals_total",
-                "Redis commands refused with an error reply, so not applied, by cause: oom \
+                "Redis commands refused with an error reply, so not applied (the client got 503 \
+                 store-refused), by cause: oom \
                  (maxmemory reached), misconf (cannot persist), noperm, noauth, noreplicas, \
                  loading, busy, masterdown, wrongtype or other.",
                 &["cause"],
@@ -275,12 +288,14 @@ impl ConnectionMetrics {
         Self {
             open: registrar.gauges(
                 "timestamp_api_connections_open",
-                "Client connections open, by listener.",
+                "Client connections open, by listener (api, admin).",
                 &["listener"],
             ),
             refused: registrar.counters(
                 "timestamp_api_connections_refused_total",
-                "Connections refused because the listener had max_connections open, by listener.",
+                "Connections refused because the listener had max_connections open, by \
+                 listener; the client gets a 503 problem document with Connection: close if its \
+                 socket takes it.",
                 &["listener"],
             ),
             timed_out: registrar.counters(
@@ -292,7 +307,7 @@ impl ConnectionMetrics {
             accept_errors: registrar.counters(
                 "timestamp_api_accept_errors_total",
                 "Failed accepts of a client connection (out of file descriptors, typically), by \
-                 listener.",
+                 listener; logged at most once per 10 s, with the count in between.",
                 &["listener"],
             ),
         }
@@ -304,13 +319,15 @@ impl ReplicationGauges {
         Self {
             replicas_connected: registrar.gauge(
                 "timestamp_api_redis_replicas_connected",
-                "Replicas connected to the Redis primary (connected_slaves of INFO replication).",
+                "Only with Sentinel: replicas connected to the Redis primary (connected_slaves \
+                 of its INFO replication), read once a second.",
             ),
             replica_lag_seconds: registrar.add(
                 "gauge",
                 Gauge::new(
                     "timestamp_api_redis_replica_lag_seconds",
-                    "The largest replication lag among the primary's replicas, in seconds.",
+                    "Only with Sentinel: the largest replication lag (lag=) among the primary's \
+                     replicas, in seconds, read once a second.",
                 ),
             ),
         }
@@ -668,68 +685,75 @@ mod tests {
         );
     }
 
-    /// docs/operations.md lists every metric with its type and labels, as the code describes
-    /// them (the process_* metrics in one row).
+    /// docs/operations.md's table of metrics, from the catalogue.
+    fn markdown_table(catalogue: &[MetricDescription]) -> String {
+        let mut table = String::from("| Metric | Type | Labels | Meaning |\n|---|---|---|---|\n");
+        for metric in catalogue {
+            let kind = match (metric.buckets.first(), metric.buckets.last()) {
+                (Some(first), Some(last)) => {
+                    format!("histogram ({} … {})", seconds(*first), seconds(*last))
+                }
+                _ => metric.kind.to_owned(),
+            };
+            let labels = match metric.labels.as_slice() {
+                [] => "—".to_owned(),
+                labels => format!("`{}`", labels.join("`, `")),
+            };
+            table.push_str(&format!(
+                "| `{}` | {kind} | {labels} | {} |\n",
+                metric.name, metric.help
+            ));
+        }
+        table
+    }
+
+    fn seconds(bound: f64) -> String {
+        if bound < 1.0 {
+            format!("{} ms", bound * 1000.0)
+        } else {
+            format!("{bound} s")
+        }
+    }
+
     #[test]
-    fn the_operations_table_lists_every_metric_as_described() {
-        let doc = include_str!("../docs/operations.md");
-        let table = doc
-            .split("| Metric | Type | Labels |\n")
-            .nth(1)
-            .expect("the metrics table in docs/operations.md");
-        let mut listed = std::collections::BTreeMap::new();
-        for row in table
-            .lines()
-            .skip(1)
-            .take_while(|line| line.starts_with('|'))
-        {
-            let cells: Vec<&str> = row.split(" | ").collect();
-            let name = cells[0]
-                .trim_start_matches("| ")
-                .trim_matches('`')
-                .to_owned();
-            let kind = cells[1]
-                .split([' ', ':', ','])
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            // Label names are the backticked words outside brackets (which hold their values).
-            let mut depth = 0;
-            let outside: String = cells[2]
-                .chars()
-                .filter(|c| {
-                    depth += i32::from(*c == '(') - i32::from(*c == ')');
-                    depth == 0 && *c != ')'
-                })
-                .collect();
-            let labels: Vec<String> = outside
-                .split(", ")
-                .filter_map(|label| {
-                    label
-                        .trim()
-                        .strip_prefix('`')?
-                        .split('`')
-                        .next()
-                        .map(str::to_owned)
-                })
-                .collect();
-            listed.insert(name, (kind, labels));
-        }
+    fn the_metrics_table_in_operations_md_is_current() {
         let metrics = Metrics::new();
-        let mut described = std::collections::BTreeMap::new();
-        for metric in metrics.catalogue() {
-            if metric.name.starts_with("process_") {
-                continue;
-            }
-            described.insert(
-                metric.name.clone(),
-                (metric.kind.to_owned(), metric.labels.clone()),
-            );
-        }
-        assert!(listed.remove("process_*").is_some(), "the process_* row");
-        assert_eq!(
-            listed, described,
-            "docs/operations.md's metrics table against the code"
+        crate::generated::check_block(
+            "docs/operations.md",
+            "metrics",
+            &markdown_table(metrics.catalogue()),
+        );
+    }
+
+    /// Every metric docs/operations.md names in its prose (runbooks, procedures) is one the
+    /// code describes, series suffixes allowed.
+    #[test]
+    fn every_metric_operations_md_names_is_described() {
+        let doc = include_str!("../docs/operations.md");
+        let metrics = Metrics::new();
+        let described: Vec<&str> = metrics
+            .catalogue()
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        let named =
+            regex::Regex::new(r"(?-u:\b)(?:timestamp_api|http|process)_[a-z0-9_]*[a-z0-9](?-u:\b)")
+                .unwrap();
+        let unknown: Vec<&str> = named
+            .find_iter(doc)
+            .map(|found| found.as_str())
+            .filter(|name| {
+                let series = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .fold(*name, |name, suffix| {
+                        name.strip_suffix(suffix).unwrap_or(name)
+                    });
+                !described.contains(name) && !described.contains(&series)
+            })
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "docs/operations.md names metrics the code does not describe: {unknown:?}"
         );
     }
 }

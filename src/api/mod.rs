@@ -7,7 +7,6 @@
 mod bounds;
 mod budget;
 pub mod openapi;
-mod paths;
 mod problem;
 #[cfg(test)]
 mod routing_tests;
@@ -24,8 +23,9 @@ use warp::reply::Response;
 
 pub use bounds::{BODY_READ_TIMEOUT, MAX_LIMIT, room_for};
 pub use budget::ResponseBudget;
-pub use paths::{COLLECTION_ROUTE, ITEM_ROUTE, OPENAPI_ROUTE};
+pub use openapi::OPENAPI_ROUTE;
 pub use problem::ApiError;
+pub use timestamps::{COLLECTION_ROUTE, ITEM_ROUTE};
 
 use crate::cursor::CursorKey;
 use crate::http::{Methods, fallback, get_route, segment};

@@ -7,9 +7,10 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::{Content, Object, RefOr, Required, ResponseBuilder, Schema};
 
 use super::schema::add_shared_responses;
-use super::set_request::SetRequest;
-use super::timestamps::{self, ListView, TimestampView};
-use crate::http::Problem;
+use super::timestamps::{self, ITEM_ROUTE};
+use crate::http::{Problem, Route};
+
+pub const OPENAPI_ROUTE: Route = Route("/openapi.json");
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,15 +20,14 @@ use crate::http::Problem;
                        problem documents (`application/problem+json`); see docs/api.md.",
         license(name = "MIT", identifier = "MIT"),
     ),
-    paths(timestamps::put_one, timestamps::get_one, timestamps::delete_one, timestamps::list),
-    components(schemas(TimestampView, SetRequest, ListView, Problem)),
+    components(schemas(Problem)),
     tags((name = "timestamps", description = "Named timestamps")),
 )]
 struct ApiDoc;
 
 /// The document as pretty-printed JSON with a trailing newline, as committed.
 pub fn document() -> String {
-    let mut doc = ApiDoc::openapi();
+    let mut doc = ApiDoc::openapi().merge_from(timestamps::Paths::openapi());
     add_shared_responses(doc.components.get_or_insert_default());
     // The document's own route has no handler function to carry an attribute.
     let own_route = OperationBuilder::new()
@@ -39,17 +39,14 @@ pub fn document() -> String {
                 .description("The OpenAPI 3.1 document of this API.")
                 .content("application/json", Content::new(Some(Object::new()))),
         );
-    doc.paths.add_path_operation(
-        super::paths::OPENAPI_ROUTE.0,
-        vec![HttpMethod::Get],
-        own_route,
-    );
+    doc.paths
+        .add_path_operation(OPENAPI_ROUTE.0, vec![HttpMethod::Get], own_route);
     // A PUT without a body is valid (it means now); utoipa has no attribute for an optional
     // body that is not also nullable.
     if let Some(body) = doc
         .paths
         .paths
-        .get_mut(super::paths::ITEM_ROUTE.0)
+        .get_mut(ITEM_ROUTE.0)
         .and_then(|item| item.put.as_mut())
         .and_then(|put| put.request_body.as_mut())
     {

@@ -14,7 +14,6 @@ use warp::reply::{Reply, Response};
 
 use super::bounds::{BODY_LIMIT, BODY_READ_TIMEOUT, DEFAULT_LIMIT, MAX_LIMIT};
 use super::budget::ResponseBudget;
-use super::paths::{COLLECTION_ROUTE, ITEM_ROUTE};
 use super::problem::ApiError;
 use super::schema::{
     self, ItemErrors, ItemWriteErrors, ListParams, NameParam, StoreErrors, WriteErrors,
@@ -23,8 +22,20 @@ use super::set_request::{BodyHeaders, SetRequest, requested_timestamp};
 use crate::cursor::{Cursor, CursorKey};
 use crate::domain::{Name, Timestamp};
 use crate::http::json_response;
-use crate::http::{PROBLEM_CONTENT_TYPE, Problem};
+use crate::http::{PROBLEM_CONTENT_TYPE, Problem, Route};
 use crate::store::{SetOutcome, Store};
+
+pub const ITEM_ROUTE: Route = Route("/v1/timestamps/{name}");
+pub const COLLECTION_ROUTE: Route = Route("/v1/timestamps");
+
+/// The OpenAPI paths and schemas of these handlers, merged into the document by `openapi`: a
+/// handler added here is documented here.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(put_one, get_one, delete_one, list),
+    components(schemas(TimestampView, SetRequest, ListView))
+)]
+pub struct Paths;
 
 /// A stored timestamp, as every endpoint shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

@@ -138,9 +138,8 @@ pub fn json(keys: &[KeyDescription]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
+    use crate::generated::{check_block, check_copy};
 
     /// The key table of docs/configuration.md.
     fn markdown_table(keys: &[KeyDescription]) -> String {
@@ -169,40 +168,11 @@ mod tests {
         table
     }
 
-    const TABLE_START: &str = "<!-- keys: generated from src/config by `make generate`; edit the doc comments there -->\n";
-    const TABLE_END: &str = "<!-- end of generated keys -->\n";
-
-    /// Compares a committed copy with what the code makes of it; with
-    /// `TSAPI_REGENERATE=1` (`make generate`) writes it instead.
-    fn check_copy(path: &str, expected: &str) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        if committed == expected {
-            return;
-        }
-        if std::env::var_os("TSAPI_REGENERATE").is_some() {
-            std::fs::write(&path, expected).unwrap();
-            return;
-        }
-        panic!("{} is stale: run `make generate`", path.display());
-    }
-
     #[test]
     fn generated_copies_are_current() {
         let keys = describe();
         check_copy("nix/config-keys.json", &json(&keys));
-
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
-        let doc = std::fs::read_to_string(&path).unwrap();
-        let (before, rest) = doc
-            .split_once(TABLE_START)
-            .expect("the table's start marker");
-        let (_, after) = rest.split_once(TABLE_END).expect("the table's end marker");
-        let expected = format!(
-            "{before}{TABLE_START}{}{TABLE_END}{after}",
-            markdown_table(&keys)
-        );
-        check_copy("docs/configuration.md", &expected);
+        check_block("docs/configuration.md", "keys", &markdown_table(&keys));
     }
 
     #[test]
