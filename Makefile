@@ -4,7 +4,7 @@
 -include .env
 export
 
-.PHONY: up test test-matrix contract lint openapi generate bench secrets e2e
+.PHONY: up test test-matrix contract lint openapi generate bench instructions secrets e2e
 
 # Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C, or a
 # SIGTERM or SIGHUP to scripts/up alone, stops both (.ci/check-up). Needs cargo; installs
@@ -49,9 +49,17 @@ openapi:
 generate: openapi
 	TSAPI_REGENERATE=1 cargo test --locked --quiet --lib -- generated_copies_are_current the_metrics_table_in_operations_md_is_current
 
-# Throughput and latency against raw Redis; prints a table (docs/performance.md). Needs wrk.
+# Throughput, latency and CPU per request against raw Redis and a floor server; prints a
+# table (docs/performance.md). Needs wrk.
 bench:
 	bench/run
+
+# The CI guard: instructions per request under callgrind for GET and PUT, against
+# bench/instructions.baseline (10 % tolerance). Needs valgrind; installs it and redis-server if
+# they are missing.
+instructions:
+	scripts/ensure-tools redis-server valgrind
+	bench/instructions
 
 # The deployment's secrets (random passwords, ACL with hashes) in ./secrets for compose.yaml,
 # with copies for the Kubernetes dev overlay.
