@@ -39,7 +39,7 @@ async fn main() -> std::io::Result<()> {
             .max_buf_size(16 * 1024)
             .serve_connection(
                 TokioIo::new(stream),
-                hyper_util::service::TowerToHyperService::new(service.clone()),
+                hyper_util::service::TowerToHyperService::new(service),
             );
         tokio::spawn(connection);
     }
