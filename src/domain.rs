@@ -10,9 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use regex::Regex;
 
 use time::OffsetDateTime;
-use time::format_description::BorrowedFormatItem;
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
+
+use crate::rfc3339::Rfc3339Utc;
 
 /// Longest name accepted, in bytes (names are ASCII, so also in characters).
 pub const NAME_MAX_LEN: usize = 128;
@@ -201,16 +201,10 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with exactly three fractional digits and a `Z`.
     pub fn to_rfc3339(self) -> String {
-        const FORMAT: &[BorrowedFormatItem<'_>] = format_description!(
-            version = 2,
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        );
-        // Every `Timestamp` lies within the years 1970 to 9999, which `time` represents and
-        // formats with four-digit years, so neither step can fail.
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
-            .ok()
-            .and_then(|instant| instant.format(FORMAT).ok())
-            .expect("a Timestamp is within the range time formats")
+        // Every `Timestamp` lies within the years 1970 to 9999, which `time` represents.
+        let instant = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .expect("a Timestamp is within the range time represents");
+        Rfc3339Utc::new(instant, 3).as_str().to_owned()
     }
 }
 

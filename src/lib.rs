@@ -18,6 +18,7 @@ mod generated;
 mod healthcheck;
 mod http;
 mod metrics;
+mod rfc3339;
 mod seed;
 mod server;
 mod shutdown;

@@ -90,9 +90,11 @@ where
         // hyper drops this future when the client goes away mid-request (a reset, or a close
         // hyper does not wait out). The request runs in a task of its own, so that what it
         // started (a write sent to Redis) still ends in its access-log line and its metrics.
+        // Boxed first: the routes' future is several KiB, and every move of an unboxed one
+        // (into the wrappers, into the task, the task's output read back) copied all of it.
         let handling = tokio::spawn(telemetry::with_request_id(
             request_id.clone(),
-            handled.instrument(span),
+            Box::pin(handled).instrument(span),
         ));
         Box::pin(async move {
             let mut response = handling.await.unwrap_or_else(|_| {

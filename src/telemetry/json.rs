@@ -10,14 +10,14 @@
 use std::fmt::{self, Write as _};
 
 use time::OffsetDateTime;
-use time::format_description::BorrowedFormatItem;
-use time::macros::format_description;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::rfc3339::Rfc3339Utc;
 
 /// Formats events as JSON lines.
 #[derive(Debug, Default, Clone, Copy)]
@@ -198,14 +198,7 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Escaped<'_, W> {
 
 /// RFC 3339 in UTC with microseconds, like `2026-11-25T17:36:23.123456Z`.
 fn write_utc_now(out: &mut impl fmt::Write) -> fmt::Result {
-    const FORMAT: &[BorrowedFormatItem<'_>] = format_description!(
-        version = 2,
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    let now = OffsetDateTime::now_utc()
-        .format(FORMAT)
-        .map_err(|_| fmt::Error)?;
-    out.write_str(&now)
+    out.write_str(Rfc3339Utc::new(OffsetDateTime::now_utc(), 6).as_str())
 }
 
 #[cfg(test)]
