@@ -4,7 +4,7 @@
 -include .env
 export
 
-.PHONY: up test test-matrix contract lint openapi generate bench instructions secrets e2e
+.PHONY: up test test-matrix contract lint openapi generate bench profile instructions secrets e2e
 
 # Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C, or a
 # SIGTERM or SIGHUP to scripts/up alone, stops both (.ci/check-up). Needs cargo; installs
@@ -53,6 +53,11 @@ generate: openapi
 # table (docs/performance.md). Needs wrk.
 bench:
 	bench/run
+
+# Where the CPU goes per case: perf samples and an inferno flame graph each, in
+# target/profile/ (docs/performance.md). Needs perf (linux-perf), wrk and inferno.
+profile:
+	bench/profile
 
 # The CI guard: instructions per request under callgrind for GET and PUT, against
 # bench/instructions.baseline (10 % tolerance). Needs valgrind; installs it and redis-server if

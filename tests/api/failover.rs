@@ -392,6 +392,15 @@ fn the_event(service: &ServiceProcess, message: &str, level: &str) -> Value {
     events[0].clone()
 }
 
+/// The service's events at WARN and above: why it answered 503, reconnected or moved.
+fn warnings(service: &ServiceProcess) -> Vec<Value> {
+    service
+        .events()
+        .into_iter()
+        .filter(|event| matches!(event["level"].as_str(), Some("WARN" | "ERROR")))
+        .collect()
+}
+
 /// Asserts that /readyz names the data node on `port` as the primary.
 async fn assert_ready_with(service: &ServiceProcess, port: u16) {
     let ready = service.admin.get("/readyz").await.json();
@@ -448,7 +457,12 @@ async fn after_a_sigkill_of_the_primary_writes_resume_and_every_acknowledged_wri
          {metrics:?} more); {} 2xx and {} failed answers since the restart",
         after_restart.successes, after_restart.failures
     );
-    assert_eq!(after_restart.failures, 0, "{after_restart:?}");
+    assert_eq!(
+        after_restart.failures,
+        0,
+        "{after_restart:?}; the service's warnings: {:#?}",
+        warnings(service)
+    );
 
     let text = service.admin.get("/metrics").await.text();
     let series = |name: &str| metric(&text, name).unwrap_or(0.0);
