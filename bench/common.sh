@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # What bench/run and bench/instructions share, sourced by both: a temporary directory and the
 # processes started in it, cleaned up on exit; free ports; waiting for a server; a private
-# redis-server without persistence. Sets `work`, and `redis_port` and `redis_pid` once
-# start_redis has run.
+# redis-server without persistence; the service under load and the wrk arguments of each case
+# (bench/run and bench/profile). Sets `work`, `redis_port` and `redis_pid` once start_redis has
+# run, and `service_pid` and `base` once start_service has.
 
 work=$(mktemp -d -t "timestamp-api-$(basename "$0").XXXXXX")
 pids=()
@@ -33,4 +34,36 @@ start_redis() {
     redis_pid=$!
     pids+=("$redis_pid")
     wait_for redis-server 10 redis-cli -p "$redis_port" ping
+}
+
+# start_service BINARY: the service with its default configuration against the private Redis
+# (start_redis first), its access log in $work; a stored name `bench` and 150 more, so that a
+# page of 100 is full.
+start_service() {
+    local api_port admin_port
+    api_port=$(free_port)
+    admin_port=$(free_port)
+    TSAPI_LISTEN=127.0.0.1:$api_port TSAPI_ADMIN_LISTEN=127.0.0.1:$admin_port \
+        TSAPI_REDIS__URL=redis://127.0.0.1:$redis_port/0 \
+        "$1" >"$work/access.log" 2>"$work/service.err" &
+    service_pid=$!
+    pids+=("$service_pid")
+    base=http://127.0.0.1:$api_port
+    wait_for "the service" 10 curl -fsS "http://127.0.0.1:$admin_port/readyz"
+    curl -fsS -X PUT "$base/v1/timestamps/bench" >/dev/null
+    for i in $(seq 150); do printf 'SET ts:list-%03d 1795628183123\n' "$i"; done |
+        redis-cli -p "$redis_port" >/dev/null
+}
+
+# case_arguments CASE: sets `arguments` to wrk's arguments for one of the cases against the
+# service (start_service first).
+case_arguments() {
+    case $1 in
+        GET) arguments=("$base/v1/timestamps/bench") ;;
+        MISS) arguments=("$base/v1/timestamps/missing") ;;
+        PUT) arguments=(-s bench/put.lua "$base/v1/timestamps/bench") ;;
+        LIST100) arguments=("$base/v1/timestamps?limit=100") ;;
+        MIX) arguments=(-s bench/mix.lua "$base") ;;
+        *) echo "$(basename "$0"): unknown case $1" >&2; exit 1 ;;
+    esac
 }

@@ -75,7 +75,7 @@ impl<'writer> FormatFields<'writer> for JsonFields {
         fields: R,
     ) -> fmt::Result {
         // Written into a buffer first, then copied once: the span's own string starts empty,
-        // and growing it field by field reallocated it three times per request.
+        // and growing it field by field reallocated it on every request (docs/performance.md).
         let mut fragment = String::with_capacity(SPAN_FIELDS_CAPACITY);
         let mut visitor = Fields::new(&mut fragment, true);
         fields.record(&mut visitor);
