@@ -48,6 +48,7 @@ let
       socket-address = hostPort;
       host-port-list = types.nonEmptyListOf hostPort;
       secret-file = secretPath;
+      credential-file = secretPath;
     }
     .${key.kind};
   serviceDefault = key: if key ? default then "`${builtins.toJSON key.default}`" else "unset";
@@ -59,9 +60,11 @@ let
       description = ''
         `${key.key}` (`${key.env}`): ${key.description} `null` keeps the service's default
         (${serviceDefault key}).${
-          lib.optionalString (
-            key.kind == "secret-file"
-          ) " The path is outside the Nix store; systemd passes the file to the service as a credential."
+          lib.optionalString (lib.elem key.kind fileKinds) (
+            " systemd passes the file to the service as a credential, copied when the unit starts:"
+            + " after renewing it, restart the unit."
+            + lib.optionalString (key.kind == "secret-file") " The path is outside the Nix store."
+          )
         }
       '';
     };
@@ -77,8 +80,14 @@ let
     in
     if value == null then key.default else value;
   isSet = key: lib.getAttrFromPath (optionPath key) cfg != null;
-  secretKeys = lib.filter (key: key.kind == "secret-file") keys;
-  plainKeys = lib.filter (key: key.kind != "secret-file") keys;
+  # Secrets, and the other files the service reads (the TLS CA and client certificate), reach
+  # it as credentials: the unit's user need not be able to read the originals.
+  fileKinds = [
+    "secret-file"
+    "credential-file"
+  ];
+  secretKeys = lib.filter (key: lib.elem key.kind fileKinds) keys;
+  plainKeys = lib.filter (key: !lib.elem key.kind fileKinds) keys;
 
   # Files systemd copies into the unit's credentials directory before it starts (as root, so
   # the originals may be readable by root only); the service finds them at %d/<name>, where

@@ -4,7 +4,8 @@
 //!   not get healthy pods restarted.
 //! - `GET /readyz`: 200 only if Redis answers PING within `redis.command_timeout` and the
 //!   service is not shutting down, with the primary's address (`"primary": "host:port"`);
-//!   otherwise 503 with a JSON reason.
+//!   otherwise 503 with a JSON reason (`redis: cannot connect (<cause>)` when no connection
+//!   can be made, with the cause of `timestamp_api_redis_reconnection_failures_total`).
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /version`: `{"version", "git_sha"}`.
 
@@ -18,7 +19,7 @@ use warp::reply::{Reply, Response};
 use crate::http::{Route, fallback, get_route, json_response};
 use crate::metrics::{Metrics, TEXT_CONTENT_TYPE};
 use crate::shutdown::Draining;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::version;
 
 pub fn routes(
@@ -73,10 +74,16 @@ async fn readiness(store: Store, draining: Draining, metrics: Metrics) -> Respon
     let outcome = if draining.is_draining() {
         Err("shutting down".to_owned())
     } else {
-        // The cause goes to the log; probes and whoever can reach them need only the verdict.
+        // The error goes to the log; probes and whoever can reach them need only the verdict,
+        // and the class of failure when the service cannot connect.
         store.ping().await.map_err(|error| {
             tracing::warn!(%error, "not ready: Redis did not answer PING");
-            "redis: no answer to PING in time".to_owned()
+            match error {
+                StoreError::Unreachable { cause, .. } => {
+                    format!("redis: cannot connect ({})", cause.label())
+                }
+                _ => "redis: no answer to PING in time".to_owned(),
+            }
         })
     };
     metrics.set_ready(outcome.is_ok());

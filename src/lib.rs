@@ -24,6 +24,7 @@ mod server;
 mod shutdown;
 mod store;
 mod telemetry;
+mod tls;
 mod version;
 
 pub use api::BODY_READ_TIMEOUT;

@@ -18,6 +18,7 @@ use prometheus::{
 use serde::Serialize;
 use warp::http::{Method, StatusCode};
 
+use crate::store::ConnectFailure;
 use crate::{telemetry, version};
 
 /// Request latencies of this service are mostly well under a millisecond; the buckets start
@@ -147,6 +148,23 @@ impl Reconnection {
     }
 }
 
+/// What became of changed `redis.tls` files: the `outcome` label of
+/// `timestamp_api_redis_tls_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsReload {
+    Loaded,
+    Rejected,
+}
+
+impl TlsReload {
+    const fn label(self) -> &'static str {
+        match self {
+            Self::Loaded => "loaded",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
 /// The prometheus crate's process metrics, registered in `registry` and described from what
 /// they gather (their descriptions carry no type).
 fn process_metrics(registry: &Registry) -> Vec<MetricDescription> {
@@ -225,6 +243,8 @@ struct RedisMetrics {
     primary: IntGaugeVec,
     failovers: IntCounter,
     reconnections: IntCounterVec,
+    reconnection_failures: IntCounterVec,
+    tls_reloads: IntCounterVec,
     refusals: IntCounterVec,
 }
 
@@ -263,6 +283,24 @@ impl RedisMetrics {
                         .join(", ")
                 ),
                 &["cause"],
+            ),
+            reconnection_failures: registrar.counters(
+                "timestamp_api_redis_reconnection_failures_total",
+                &format!(
+                    "Attempts to connect to Redis (the primary, or a Sentinel on the way to it) \
+                     that failed, by cause: {}.",
+                    ConnectFailure::ALL
+                        .map(|cause| format!("{} ({})", cause.label(), cause.hint()))
+                        .join("; ")
+                ),
+                &["cause"],
+            ),
+            tls_reloads: registrar.counters(
+                "timestamp_api_redis_tls_reloads_total",
+                "Changed redis.tls files seen at a new connection, by outcome: loaded (new \
+                 connections use them) or rejected (they do not parse or do not fit together; \
+                 the last good ones stay in use).",
+                &["outcome"],
             ),
             refusals: registrar.counters(
                 "timestamp_api_redis_refusals_total",
@@ -483,6 +521,22 @@ impl Metrics {
             .redis
             .reconnections
             .with_label_values(&[cause.label()])
+            .inc();
+    }
+
+    pub fn count_reconnection_failure(&self, cause: ConnectFailure) {
+        self.0
+            .redis
+            .reconnection_failures
+            .with_label_values(&[cause.label()])
+            .inc();
+    }
+
+    pub fn count_tls_reload(&self, outcome: TlsReload) {
+        self.0
+            .redis
+            .tls_reloads
+            .with_label_values(&[outcome.label()])
             .inc();
     }
 

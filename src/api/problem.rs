@@ -74,9 +74,11 @@ impl From<StoreError> for ApiError {
                 reason,
                 source: error,
             },
-            StoreError::Timeout(_) | StoreError::Redis(_) | StoreError::Disconnected => {
-                Self::Unavailable(error)
-            }
+            StoreError::Timeout(_)
+            | StoreError::Unreachable { .. }
+            | StoreError::Redis(_)
+            | StoreError::Tls(_)
+            | StoreError::Disconnected => Self::Unavailable(error),
         }
     }
 }
@@ -91,6 +93,13 @@ impl From<TimestampError> for ApiError {
 }
 
 impl IntoProblem for ApiError {
+    fn cause(&self) -> Option<&'static str> {
+        match self {
+            Self::Unavailable(StoreError::Unreachable { cause, .. }) => Some(cause.label()),
+            _ => None,
+        }
+    }
+
     /// Status, the slug of the problem type (a heading in docs/api.md), and its title.
     fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         match self {

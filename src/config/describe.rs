@@ -47,6 +47,9 @@ pub enum Kind {
     HostPortList,
     /// A file whose content is a secret: read at start-up, never logged.
     SecretFile,
+    /// A file the service reads (at start-up and again later) whose content is not secret,
+    /// such as a CA bundle; the NixOS module hands it over like a secret file.
+    CredentialFile,
 }
 
 /// Every key, section by section (the top level, then `redis`, then `redis.sentinel`), each
@@ -117,6 +120,7 @@ fn kind_of(schema: &Value) -> Kind {
         Some("socket-address") => Kind::SocketAddress,
         Some("host-port-list") => Kind::HostPortList,
         Some("secret-file") => Kind::SecretFile,
+        Some("credential-file") => Kind::CredentialFile,
         _ if schema.get("enum").is_some() => Kind::Enum,
         _ if schema["type"] == "integer" => Kind::Integer,
         _ => Kind::String,
@@ -192,6 +196,8 @@ mod tests {
         );
         assert_eq!(find("redis.sentinel.addresses").kind, Kind::HostPortList);
         assert_eq!(find("redis.password_file").kind, Kind::SecretFile);
+        assert_eq!(find("redis.tls.client_key_file").kind, Kind::SecretFile);
+        assert_eq!(find("redis.tls.ca_file").kind, Kind::CredentialFile);
         assert_eq!(find("redis.password_file").default, None);
         assert_eq!(find("log_format").values, ["json", "text"]);
         assert!(find("log_format").description.starts_with("`json`"));

@@ -24,7 +24,7 @@ mod secret;
 #[cfg(test)]
 mod tests;
 
-pub use self::redis::{HostPort, RedisConfig, SentinelConfig};
+pub use self::redis::{HostPort, RedisConfig, SentinelConfig, TlsConfig};
 pub use describe::describe;
 pub use secret::Secret;
 use secret::read_secret_file;

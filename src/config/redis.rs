@@ -20,9 +20,10 @@ pub const MAX_REPLICA_ACKS: u32 = 16;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` or `redis+unix:///path/to/socket`. Must not contain a username
-    /// or password. With Sentinel, only its database number is used: the address is the one
-    /// Sentinel names.
+    /// `redis://host:port/db`, `rediss://host:port/db` (TLS, set up by `redis.tls`) or
+    /// `redis+unix:///path/to/socket`. Must not contain a username or password. With Sentinel,
+    /// only its scheme and database number are used: the address is the one Sentinel names,
+    /// and `rediss://` means TLS to the Sentinels and to every data node.
     pub url: String,
     /// ACL user to authenticate as on the data nodes; unset, Redis' `default` user.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,6 +52,7 @@ pub struct RedisConfig {
     #[schemars(with = "String", extend("format" = "duration"))]
     pub command_timeout: Duration,
     pub sentinel: SentinelConfig,
+    pub tls: TlsConfig,
     /// Above 0, a PUT or DELETE is acknowledged only once that many replicas have it (Redis
     /// `WAIT`, sent right after the write on the same connection); otherwise the answer is
     /// `503 not-replicated` ([api.md](api.md#not-replicated)): the write was applied on the
@@ -100,6 +102,37 @@ pub struct SentinelConfig {
     pub password_file: Option<PathBuf>,
 }
 
+/// The `[redis.tls]` section: whom to trust and what to show on the TLS connections a
+/// `rediss://` URL makes (to the data nodes and the Sentinels). Every file is read again for
+/// each new connection, so a renewed certificate is used at the next reconnect; one that no
+/// longer parses is refused with a warning, and the last good set stays in use. There is no
+/// switch that turns verification off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the certificate authorities that sign the servers' certificates (a managed
+    /// provider's CA bundle, or your own); unset, the platform's roots (`SSL_CERT_FILE`, or
+    /// `/etc/ssl/certs`), which the service's image does not carry. Only with `rediss://`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "credential-file"))]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (and its chain) shown to servers that ask for one
+    /// (`tls-auth-clients yes`); set with `redis.tls.client_key_file`, or neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "credential-file"))]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1). A secret:
+    /// read from the file, never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "secret-file"))]
+    pub client_key_file: Option<PathBuf>,
+    /// The name to send as SNI and to verify the server's certificate against, when it differs
+    /// from the host in the URL or the address Sentinel names (a DNS name or an IP address);
+    /// unset, that host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
 impl SentinelConfig {
     /// The Sentinels and the master name, when Sentinel is configured.
     pub fn enabled(&self) -> Option<(&[HostPort], &str)> {
@@ -121,6 +154,7 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_millis(250),
             command_timeout: Duration::from_millis(250),
             sentinel: SentinelConfig::default(),
+            tls: TlsConfig::default(),
             min_replica_acks: 0,
             replica_ack_timeout: Duration::from_millis(100),
         }
@@ -225,6 +259,18 @@ impl RedisConfig {
             ));
         }
         check_username("redis.username", self.username.as_deref(), refuse)?;
+        if let ::redis::ConnectionAddr::TcpTls { insecure: true, .. } = url.addr() {
+            return Err(refuse(
+                "redis.url",
+                "#insecure is not supported: certificates are always verified; set \
+                 redis.tls.ca_file (and redis.tls.server_name) to what the server shows"
+                    .into(),
+            ));
+        }
+        self.check_tls(
+            matches!(url.addr(), ::redis::ConnectionAddr::TcpTls { .. }),
+            refuse,
+        )?;
 
         let prefix = &self.key_prefix;
         if prefix.is_empty()
@@ -294,6 +340,49 @@ impl RedisConfig {
         )
     }
 
+    fn check_tls(&self, url_is_tls: bool, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {
+        let tls = &self.tls;
+        if !url_is_tls {
+            for (key, set) in [
+                ("redis.tls.ca_file", tls.ca_file.is_some()),
+                ("redis.tls.client_cert_file", tls.client_cert_file.is_some()),
+                ("redis.tls.client_key_file", tls.client_key_file.is_some()),
+                ("redis.tls.server_name", tls.server_name.is_some()),
+            ] {
+                if set {
+                    return Err(refuse(
+                        key,
+                        "is only used with a rediss:// redis.url (TLS)".into(),
+                    ));
+                }
+            }
+        }
+        match (&tls.client_cert_file, &tls.client_key_file) {
+            (Some(_), None) => {
+                return Err(refuse(
+                    "redis.tls.client_cert_file",
+                    "is set but redis.tls.client_key_file is not; set both or neither".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(refuse(
+                    "redis.tls.client_key_file",
+                    "is set but redis.tls.client_cert_file is not; set both or neither".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(name) = &tls.server_name
+            && crate::tls::server_name(name).is_err()
+        {
+            return Err(refuse(
+                "redis.tls.server_name",
+                "must be a DNS name or an IP address".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_replica_acks(&self, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {
         if self.min_replica_acks > MAX_REPLICA_ACKS {
             return Err(refuse(
@@ -337,7 +426,21 @@ impl RedisConfig {
         if let Some(path) = &self.sentinel.password_file {
             self.sentinel.password = Some(read("redis.sentinel.password_file", path)?);
         }
+        // Read once here so that a bad file stops the start with its key named; later reads
+        // (at each new connection) keep the last good set instead.
+        if self.tls_enabled() {
+            crate::tls::Material::read(&self.tls)
+                .map_err(|error| refuse(error.key, error.message))?;
+        }
         Ok(())
+    }
+}
+
+impl RedisConfig {
+    /// Whether the URL asks for TLS (`rediss://`).
+    pub fn tls_enabled(&self) -> bool {
+        ::redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+            .is_ok_and(|info| matches!(info.addr(), ::redis::ConnectionAddr::TcpTls { .. }))
     }
 }
 

@@ -421,3 +421,128 @@ fn a_long_replica_ack_timeout_is_fine_while_no_wait_is_sent() {
         Ok(())
     });
 }
+
+/// A CA certificate and a client pair it signed, as PEM: (ca, client cert, client key).
+fn tls_files() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let client = rcgen::CertificateParams::new(vec!["service".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), client.pem(), key.serialize_pem())
+}
+
+#[test]
+fn tls_keys_come_from_the_documented_variables() {
+    let (ca, cert, key) = tls_files();
+    Jail::expect_with(|jail| {
+        jail.create_file("ca.pem", &ca)?;
+        jail.create_file("client.crt", &cert)?;
+        jail.create_file("client.key", &key)?;
+        jail.set_env("TSAPI_REDIS__URL", "rediss://redis.example:6380/0");
+        jail.set_env("TSAPI_REDIS__TLS__CA_FILE", "ca.pem");
+        jail.set_env("TSAPI_REDIS__TLS__CLIENT_CERT_FILE", "client.crt");
+        jail.set_env("TSAPI_REDIS__TLS__CLIENT_KEY_FILE", "client.key");
+        jail.set_env("TSAPI_REDIS__TLS__SERVER_NAME", "redis.internal");
+        let config = load_in(jail, None).unwrap();
+        assert!(config.redis.tls_enabled());
+        let tls = &config.redis.tls;
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(
+            tls.client_cert_file.as_deref(),
+            Some(Path::new("client.crt"))
+        );
+        assert_eq!(
+            tls.client_key_file.as_deref(),
+            Some(Path::new("client.key"))
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("redis.internal"));
+        Ok(())
+    });
+}
+
+#[test]
+fn tls_mistakes_are_refused_naming_the_key_and_never_quoting_the_key_file() {
+    let (ca, cert, key) = tls_files();
+    let tls = |extra: &[(&'static str, &'static str)]| {
+        let mut variables = vec![
+            ("TSAPI_REDIS__URL", "rediss://redis.example:6380/0"),
+            ("TSAPI_REDIS__TLS__CA_FILE", "ca.pem"),
+        ];
+        variables.extend_from_slice(extra);
+        variables
+    };
+    let pair = |cert_file: &'static str, key_file: &'static str| {
+        tls(&[
+            ("TSAPI_REDIS__TLS__CLIENT_CERT_FILE", cert_file),
+            ("TSAPI_REDIS__TLS__CLIENT_KEY_FILE", key_file),
+        ])
+    };
+    for (variables, key_name) in [
+        (
+            vec![
+                ("TSAPI_REDIS__URL", "redis://redis.example:6379/0"),
+                ("TSAPI_REDIS__TLS__CA_FILE", "ca.pem"),
+            ],
+            "redis.tls.ca_file",
+        ),
+        (
+            vec![("TSAPI_REDIS__TLS__SERVER_NAME", "redis.internal")],
+            "redis.tls.server_name",
+        ),
+        (
+            tls(&[("TSAPI_REDIS__TLS__CLIENT_CERT_FILE", "client.crt")]),
+            "redis.tls.client_cert_file",
+        ),
+        (
+            tls(&[("TSAPI_REDIS__TLS__CLIENT_KEY_FILE", "client.key")]),
+            "redis.tls.client_key_file",
+        ),
+        (
+            tls(&[("TSAPI_REDIS__TLS__SERVER_NAME", "not a name")]),
+            "redis.tls.server_name",
+        ),
+        (
+            vec![("TSAPI_REDIS__URL", "rediss://redis.example:6380/0#insecure")],
+            "redis.url",
+        ),
+        (
+            vec![
+                ("TSAPI_REDIS__URL", "rediss://redis.example:6380/0"),
+                ("TSAPI_REDIS__TLS__CA_FILE", "missing.pem"),
+            ],
+            "redis.tls.ca_file",
+        ),
+        (
+            vec![
+                ("TSAPI_REDIS__URL", "rediss://redis.example:6380/0"),
+                ("TSAPI_REDIS__TLS__CA_FILE", "garbage.pem"),
+            ],
+            "redis.tls.ca_file",
+        ),
+        (
+            pair("client.crt", "garbage.key"),
+            "redis.tls.client_key_file",
+        ),
+    ] {
+        let mut error = String::new();
+        Jail::expect_with(|jail| {
+            jail.create_file("ca.pem", &ca)?;
+            jail.create_file("client.crt", &cert)?;
+            jail.create_file("client.key", &key)?;
+            jail.create_file("garbage.pem", "not a certificate")?;
+            jail.create_file("garbage.key", "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n")?;
+            for (variable, value) in &variables {
+                jail.set_env(variable, value);
+            }
+            error = error_in(jail, None);
+            Ok(())
+        });
+        assert!(error.starts_with(&format!("{key_name} (from ")), "{error}");
+        assert!(!error.contains("c2VjcmV0"), "{error}");
+    }
+}

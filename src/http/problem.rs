@@ -23,6 +23,12 @@ pub trait IntoProblem: Display {
     /// Status, the slug of the problem type (a heading in docs/api.md), and its title.
     fn classify(&self) -> (StatusCode, &'static str, &'static str);
 
+    /// Why the store could not be reached, when that is known: a `cause` label of
+    /// `timestamp_api_redis_reconnection_failures_total`.
+    fn cause(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The problem document, with the current request's id.
     fn problem_json(&self) -> Vec<u8> {
         let (status, slug, title) = self.classify();
@@ -31,6 +37,7 @@ pub trait IntoProblem: Display {
             title,
             status: status.as_u16(),
             detail: self.to_string(),
+            cause: self.cause(),
             request_id: crate::telemetry::current_request_id(),
         };
         // A struct of strings and an integer always serialises.
@@ -77,6 +84,10 @@ pub struct Problem {
     status: u16,
     /// What went wrong with this request.
     detail: String,
+    /// With a 503 `unavailable` while the service cannot connect to Redis: the class of
+    /// failure (`tls_unknown_ca`, `refused`, …; docs/operations.md lists them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<&'static str>,
     /// The request's id (also in the `X-Request-Id` header): quote it when reporting a problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,

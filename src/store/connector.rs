@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, RedisError};
+use redis::{AsyncConnectionConfig, ConnectionAddr, RedisError};
 use tokio::sync::watch;
 
+use super::dial::{ConnectFailure, DialError, Dialer};
 use super::link::{Connections, Current, Report, Target, Timeouts, Trouble};
 use super::replication::Replication;
 use super::sentinel::SentinelError;
@@ -37,15 +38,27 @@ enum ConnectError {
     #[error(transparent)]
     Sentinel(#[from] SentinelError),
     #[error("{primary}: {source}")]
-    Redis { primary: String, source: RedisError },
-    #[error("{0}: no answer within the connect timeout")]
-    Timeout(String),
+    Dial { primary: String, source: DialError },
+    #[error("{primary}: {source}")]
+    Check { primary: String, source: RedisError },
     #[error("{0}: Sentinel names it, but it is not a primary (yet)")]
     NotPrimary(String),
 }
 
+impl ConnectError {
+    fn cause(&self) -> ConnectFailure {
+        match self {
+            Self::Sentinel(error) => error.cause(),
+            Self::Dial { source, .. } => source.cause,
+            Self::Check { .. } => ConnectFailure::Other,
+            Self::NotPrimary(_) => ConnectFailure::NotPrimary,
+        }
+    }
+}
+
 pub(super) struct Connector {
     target: Target,
+    dialer: Dialer,
     timeouts: Timeouts,
     separate_writes: bool,
     current: watch::Sender<Current>,
@@ -67,6 +80,7 @@ impl Connector {
     /// it hears); it connects at once.
     pub(super) fn spawn(
         target: Target,
+        dialer: Dialer,
         timeouts: Timeouts,
         separate_writes: bool,
         metrics: Metrics,
@@ -77,6 +91,7 @@ impl Connector {
         let (current, reports) = channels;
         let connector = Self {
             target,
+            dialer,
             timeouts,
             separate_writes,
             current,
@@ -94,6 +109,9 @@ impl Connector {
     async fn run(mut self) {
         let mut pause = Duration::ZERO;
         let mut cause = None;
+        // Of the failed attempts since the last connection: a new cause is logged at warn
+        // level once, not at every retry.
+        let mut failing = None;
         let requests = self.current.clone();
         loop {
             let attempt = tokio::select! {
@@ -106,11 +124,28 @@ impl Connector {
             let (primary, connections) = match attempt {
                 Ok(connected) => connected,
                 Err(error) => {
-                    tracing::debug!(%error, "cannot connect to the Redis primary; retrying");
+                    let failure = error.cause();
+                    self.metrics.count_reconnection_failure(failure);
+                    if failing.replace(failure) == Some(failure) {
+                        tracing::debug!(%error, "cannot connect to the Redis primary; retrying");
+                    } else {
+                        tracing::warn!(
+                            %error,
+                            cause = failure.label(),
+                            fix = failure.hint(),
+                            "cannot connect to the Redis primary; retrying"
+                        );
+                    }
+                    self.current.send_if_modified(|current| {
+                        let changed = current.failure != Some(failure);
+                        current.failure = Some(failure);
+                        changed
+                    });
                     pause = (pause * 2).clamp(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY);
                     continue;
                 }
             };
+            failing = None;
             self.publish(primary.clone(), Some(connections.clone()), cause);
             let since = Instant::now();
             let Some(trouble) = self.watch(&connections.shared).await else {
@@ -146,7 +181,9 @@ impl Connector {
         let attempt = self.connect_to_primary().await;
         if let (
             Err(
-                ConnectError::Redis { .. } | ConnectError::Timeout(_) | ConnectError::NotPrimary(_),
+                ConnectError::Dial { .. }
+                | ConnectError::Check { .. }
+                | ConnectError::NotPrimary(_),
             ),
             Target::Sentinel { sentinels, .. },
         ) = (&attempt, &mut self.target)
@@ -164,29 +201,37 @@ impl Connector {
             Target::Sentinel { sentinels, node } => {
                 let address = sentinels.primary().await?;
                 let primary = address.to_string();
-                let info = node
-                    .clone()
-                    .set_addr(ConnectionAddr::Tcp(address.host, address.port));
-                (info, primary)
+                let addr = match node.addr() {
+                    ConnectionAddr::TcpTls {
+                        insecure,
+                        tls_params,
+                        ..
+                    } => ConnectionAddr::TcpTls {
+                        host: address.host,
+                        port: address.port,
+                        insecure: *insecure,
+                        tls_params: tls_params.clone(),
+                    },
+                    _ => ConnectionAddr::Tcp(address.host, address.port),
+                };
+                (node.clone().set_addr(addr), primary)
             }
         };
-        let failed = |source| ConnectError::Redis {
-            primary: primary.clone(),
-            source,
-        };
-        let client = Client::open(info).map_err(failed)?;
-        let shared = self.open(&client, &primary).await?;
+        let shared = self.open(&info, &primary).await?;
         if matches!(self.target, Target::Sentinel { .. })
             && !self
                 .replication_of(&shared)
                 .await
-                .map_err(failed)?
+                .map_err(|source| ConnectError::Check {
+                    primary: primary.clone(),
+                    source,
+                })?
                 .is_primary
         {
             return Err(ConnectError::NotPrimary(primary));
         }
         let writes = match self.separate_writes {
-            true => self.open(&client, &primary).await?,
+            true => self.open(&info, &primary).await?,
             false => shared.clone(),
         };
         Ok((primary.into(), Connections { shared, writes }))
@@ -194,7 +239,7 @@ impl Connector {
 
     async fn open(
         &self,
-        client: &Client,
+        info: &redis::ConnectionInfo,
         primary: &str,
     ) -> Result<MultiplexedConnection, ConnectError> {
         // No response timeout on the connection: every use of it has a deadline of its own,
@@ -202,16 +247,13 @@ impl Connector {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect))
             .set_response_timeout(None);
-        tokio::time::timeout(
-            self.timeouts.connect,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| ConnectError::Timeout(primary.to_owned()))?
-        .map_err(|source| ConnectError::Redis {
-            primary: primary.to_owned(),
-            source,
-        })
+        self.dialer
+            .open(info, config)
+            .await
+            .map_err(|source| ConnectError::Dial {
+                primary: primary.to_owned(),
+                source,
+            })
     }
 
     /// Waits until the connection must be replaced, and says why; `None` when the store is
@@ -363,6 +405,7 @@ impl Connector {
             generation: self.generation,
             connections,
             primary: Some(primary),
+            failure: None,
         });
     }
 }

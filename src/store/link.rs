@@ -20,6 +20,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
 use super::connector::Connector;
+use super::dial::{ConnectFailure, Dialer};
 use super::sentinel::Sentinels;
 use crate::metrics::Metrics;
 
@@ -59,6 +60,8 @@ pub(super) struct Current {
     pub(super) generation: u64,
     pub(super) connections: Option<Connections>,
     pub(super) primary: Option<Arc<str>>,
+    /// Why the last attempt to connect failed, until one succeeds.
+    pub(super) failure: Option<ConnectFailure>,
 }
 
 /// The connections to one primary.
@@ -88,6 +91,7 @@ impl Link {
     /// Starts the connector; it connects in the background at once.
     pub fn start(
         target: Target,
+        dialer: Dialer,
         timeouts: Timeouts,
         separate_writes: bool,
         metrics: Metrics,
@@ -97,6 +101,7 @@ impl Link {
         let wrote = Arc::new(AtomicBool::new(false));
         Connector::spawn(
             target,
+            dialer,
             timeouts,
             separate_writes,
             metrics,
@@ -146,6 +151,16 @@ impl Link {
             }
             newer || worse
         });
+    }
+
+    /// Why there is no connection, when the last attempt to make one failed.
+    pub fn failure(&self) -> Option<ConnectFailure> {
+        let current = self.current.borrow();
+        current
+            .connections
+            .is_none()
+            .then_some(current.failure)
+            .flatten()
     }
 
     /// The primary's address while connected to it.

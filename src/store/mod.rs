@@ -29,13 +29,17 @@ use crate::config::RedisConfig;
 use crate::cursor::Cursor;
 use crate::domain::{Name, Timestamp};
 use crate::metrics::Metrics;
+use crate::tls::{MaterialError, Tls};
 
 mod connector;
+mod dial;
 mod link;
 mod list;
 mod replication;
 mod sentinel;
 
+pub use dial::ConnectFailure;
+use dial::Dialer;
 use link::{Connected, Link, Target, Timeouts, Trouble};
 pub use list::Page;
 use sentinel::Sentinels;
@@ -60,6 +64,14 @@ struct ReplicaAcks {
 pub enum StoreError {
     #[error("Redis did not complete the operation within {0:?}")]
     Timeout(Duration),
+    /// The deadline passed without a connection, and the last attempt to make one failed.
+    #[error("no connection to Redis within {after:?}: {} ({})", .cause.hint(), .cause.label())]
+    Unreachable {
+        after: Duration,
+        cause: ConnectFailure,
+    },
+    #[error(transparent)]
+    Tls(#[from] MaterialError),
     #[error("Redis command failed: {0}")]
     Redis(#[from] RedisError),
     #[error("key {key} does not hold a timestamp in epoch milliseconds")]
@@ -127,7 +139,18 @@ impl Store {
         info = info
             .set_redis_settings(settings)
             .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let target = match Sentinels::new(&config.sentinel, config.connect_timeout)? {
+        let tls = match config.tls_enabled() {
+            true => Some(Arc::new(Tls::new(&config.tls, metrics.clone())?)),
+            false => None,
+        };
+        let tls_enabled = tls.is_some();
+        let dialer = Dialer::new(tls, config.connect_timeout);
+        let target = match Sentinels::new(
+            &config.sentinel,
+            dialer.clone(),
+            tls_enabled,
+            config.connect_timeout,
+        )? {
             Some(sentinels) => Target::Sentinel {
                 sentinels,
                 node: info,
@@ -137,6 +160,7 @@ impl Store {
         Ok(Self {
             link: Link::start(
                 target,
+                dialer,
                 Timeouts {
                     connect: config.connect_timeout,
                     command: config.command_timeout,
@@ -319,7 +343,13 @@ impl Store {
             if let Some(generation) = used {
                 self.link.report(generation, Trouble::Slow);
             }
-            Err(StoreError::Timeout(self.command_timeout))
+            match self.link.failure() {
+                Some(cause) => Err(StoreError::Unreachable {
+                    after: self.command_timeout,
+                    cause,
+                }),
+                None => Err(StoreError::Timeout(self.command_timeout)),
+            }
         })
     }
 }

@@ -9,12 +9,20 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisError};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
+};
 
+use super::dial::{ConnectFailure, DialError, Dialer};
 use crate::config::{HostPort, SentinelConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SentinelError {
+    #[error("Sentinel {sentinel}: {source}")]
+    Dial {
+        sentinel: HostPort,
+        source: DialError,
+    },
     #[error("Sentinel {sentinel}: {source}")]
     Redis {
         sentinel: HostPort,
@@ -26,8 +34,20 @@ pub enum SentinelError {
     UnknownMaster { sentinel: HostPort, master: String },
 }
 
+impl SentinelError {
+    pub(super) fn cause(&self) -> ConnectFailure {
+        match self {
+            Self::Dial { source, .. } => source.cause,
+            Self::Redis { .. } => ConnectFailure::Other,
+            Self::Timeout(_) => ConnectFailure::Timeout,
+            Self::UnknownMaster { .. } => ConnectFailure::UnknownMaster,
+        }
+    }
+}
+
 pub struct Sentinels {
     nodes: Vec<Node>,
+    dialer: Dialer,
     master: String,
     /// The Sentinel asked first: the last one that answered.
     first: usize,
@@ -36,21 +56,36 @@ pub struct Sentinels {
 
 struct Node {
     address: HostPort,
-    client: Client,
+    info: ConnectionInfo,
     /// Kept between questions; dropped after any failure, so the next one reconnects.
     connection: Option<MultiplexedConnection>,
 }
 
 impl Sentinels {
-    /// Prepares a client per Sentinel; nothing is contacted yet. `None` without Sentinel.
-    pub fn new(config: &SentinelConfig, timeout: Duration) -> Result<Option<Self>, RedisError> {
+    /// Prepares a connection per Sentinel (with TLS when `tls`); nothing is contacted yet.
+    /// `None` without Sentinel.
+    pub fn new(
+        config: &SentinelConfig,
+        dialer: Dialer,
+        tls: bool,
+        timeout: Duration,
+    ) -> Result<Option<Self>, RedisError> {
         let Some((addresses, master)) = config.enabled() else {
             return Ok(None);
         };
         let nodes = addresses
             .iter()
             .map(|address| {
-                let addr = ConnectionAddr::Tcp(address.host.clone(), address.port);
+                let (host, port) = (address.host.clone(), address.port);
+                let addr = match tls {
+                    true => ConnectionAddr::TcpTls {
+                        host,
+                        port,
+                        insecure: false,
+                        tls_params: None,
+                    },
+                    false => ConnectionAddr::Tcp(host, port),
+                };
                 let mut info = addr.into_connection_info()?;
                 let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
                 if let Some(username) = &config.username {
@@ -62,13 +97,14 @@ impl Sentinels {
                 info = info.set_redis_settings(settings);
                 Ok(Node {
                     address: address.clone(),
-                    client: Client::open(info)?,
+                    info,
                     connection: None,
                 })
             })
             .collect::<Result<_, RedisError>>()?;
         Ok(Some(Self {
             nodes,
+            dialer,
             master: master.to_owned(),
             first: 0,
             timeout,
@@ -113,6 +149,7 @@ impl Sentinels {
         let master = self.master.clone();
         let node = &mut self.nodes[index];
         let sentinel = node.address.clone();
+        let dialer = &self.dialer;
         let question = async {
             let mut connection = match node.connection.take() {
                 Some(connection) => connection,
@@ -120,22 +157,30 @@ impl Sentinels {
                     let config = AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(timeout))
                         .set_response_timeout(Some(timeout));
-                    node.client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await?
+                    dialer
+                        .open(&node.info, config)
+                        .await
+                        .map_err(|source| SentinelError::Dial {
+                            sentinel: sentinel.clone(),
+                            source,
+                        })?
                 }
             };
             let answer: Option<(String, u16)> = redis::cmd("SENTINEL")
                 .arg("GET-MASTER-ADDR-BY-NAME")
                 .arg(&master)
                 .query_async(&mut connection)
-                .await?;
+                .await
+                .map_err(|source| SentinelError::Redis {
+                    sentinel: sentinel.clone(),
+                    source,
+                })?;
             node.connection = Some(connection);
-            Ok::<_, RedisError>(answer)
+            Ok(answer)
         };
         match tokio::time::timeout(timeout, question).await {
             Err(_) => Err(SentinelError::Timeout(sentinel)),
-            Ok(Err(source)) => Err(SentinelError::Redis { sentinel, source }),
+            Ok(Err(error)) => Err(error),
             Ok(Ok(None)) => Err(SentinelError::UnknownMaster { sentinel, master }),
             Ok(Ok(Some((host, port)))) => Ok(HostPort { host, port }),
         }

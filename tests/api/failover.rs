@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+use crate::harness::certs::Pki;
 use crate::harness::client::metric;
 use crate::harness::service_process::ServiceProcess;
 use crate::harness::timing::{HEAVY, eventually, slack};
@@ -181,16 +182,32 @@ async fn write_until_stopped(
 }
 
 /// The service binary against the topology's Sentinels; `redis.url` points where nothing
-/// listens, so only Sentinel can have led it to Redis.
-async fn service_for(topology: &Topology) -> ServiceProcess {
+/// listens, so only Sentinel can have led it to Redis. With TLS, it trusts `pki` and shows a
+/// client certificate of its own.
+async fn service_for(topology: &Topology, pki: Option<&Pki>) -> ServiceProcess {
     let addresses = topology.sentinel_addresses();
-    let service = ServiceProcess::start(&[
-        ("TSAPI_REDIS__URL", "redis://127.0.0.1:1/0"),
-        ("TSAPI_REDIS__SENTINEL__ADDRESSES", &addresses),
-        ("TSAPI_REDIS__SENTINEL__MASTER", MASTER),
-        ("TSAPI_REDIS__MIN_REPLICA_ACKS", "1"),
-        ("TSAPI_LOG", "info,timestamp_api::access=warn"),
-    ]);
+    let mut environment = vec![
+        ("TSAPI_REDIS__URL", "redis://127.0.0.1:1/0".to_owned()),
+        ("TSAPI_REDIS__SENTINEL__ADDRESSES", addresses),
+        ("TSAPI_REDIS__SENTINEL__MASTER", MASTER.to_owned()),
+        ("TSAPI_REDIS__MIN_REPLICA_ACKS", "1".to_owned()),
+        ("TSAPI_LOG", "info,timestamp_api::access=warn".to_owned()),
+    ];
+    if let Some(pki) = pki {
+        let client = pki.loopback("service");
+        let path = |path: &std::path::Path| path.to_str().expect("a UTF-8 path").to_owned();
+        environment[0].1 = "rediss://127.0.0.1:1/0".to_owned();
+        environment.extend([
+            ("TSAPI_REDIS__TLS__CA_FILE", path(pki.ca_file())),
+            ("TSAPI_REDIS__TLS__CLIENT_CERT_FILE", path(&client.cert)),
+            ("TSAPI_REDIS__TLS__CLIENT_KEY_FILE", path(&client.key)),
+        ]);
+    }
+    let environment: Vec<(&str, &str)> = environment
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect();
+    let service = ServiceProcess::start(&environment);
     eventually(Duration::from_secs(5), || async {
         service.admin.get("/readyz").await.status == 200
     })
@@ -210,16 +227,22 @@ struct UnderWriters {
     service: ServiceProcess,
     writers: Writers,
     switches: Switches,
+    /// With TLS on every link, the CA of every certificate.
+    _pki: Option<Pki>,
 }
 
 impl UnderWriters {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    async fn start_with(pki: Option<Pki>) -> Self {
         let alone = HEAVY.lock().await;
         let started = Instant::now();
-        let topology = Topology::start().await;
+        let topology = Topology::start_with(None, pki.as_ref()).await;
         topology.until_watched().await;
         let old = topology.nodes[0].port();
-        let service = service_for(&topology).await;
+        let service = service_for(&topology, pki.as_ref()).await;
         let writers = Writers::start(service.api.addr);
         let switches = topology.watch_switches();
         tokio::time::sleep(WARM_UP).await;
@@ -231,6 +254,7 @@ impl UnderWriters {
             service,
             writers,
             switches,
+            _pki: pki,
         }
     }
 
@@ -413,7 +437,19 @@ fn address(port: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_sigkill_of_the_primary_writes_resume_and_every_acknowledged_write_survives() {
-    let mut stage = UnderWriters::start().await;
+    sigkill_of_the_primary(UnderWriters::start().await).await;
+}
+
+/// The same with TLS on every link: service to Sentinels and data nodes, replication, and the
+/// Sentinels' own, each side showing a client certificate the other requires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_on_every_link_a_sigkill_of_the_primary_loses_no_acknowledged_write() {
+    let stage = UnderWriters::start_with(Some(Pki::new("topology"))).await;
+    assert!(stage.topology.tls().is_some());
+    sigkill_of_the_primary(stage).await;
+}
+
+async fn sigkill_of_the_primary(mut stage: UnderWriters) {
     let (old, service) = (stage.old, &stage.service);
     assert_ready_with(service, old).await;
     let found = the_event(service, "connected to the Redis primary", "INFO");

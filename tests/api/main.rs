@@ -15,3 +15,4 @@ mod process;
 mod replicas;
 mod sentinel;
 mod timestamps;
+mod tls;

@@ -30,13 +30,18 @@ async fn service_asking(ports: &[u16]) -> TestApp {
 async fn a_sentinel_naming_a_dead_node_is_not_asked_first_again() {
     let mut dead = RedisServer::start();
     let live = RedisServer::start();
-    let stale = RedisServer::start_sentinel(&format!(
-        "sentinel monitor m 127.0.0.1 {} 1\nsentinel down-after-milliseconds m 60000\n",
-        dead.port()
-    ));
+    let stale = RedisServer::start_sentinel(
+        &format!(
+            "sentinel monitor m 127.0.0.1 {} 1\nsentinel down-after-milliseconds m 60000\n",
+            dead.port()
+        ),
+        None,
+    );
     dead.stop();
-    let current =
-        RedisServer::start_sentinel(&format!("sentinel monitor m 127.0.0.1 {} 1\n", live.port()));
+    let current = RedisServer::start_sentinel(
+        &format!("sentinel monitor m 127.0.0.1 {} 1\n", live.port()),
+        None,
+    );
     let app = service_asking(&[stale.port(), current.port()]).await;
     eventually(reconnects_within(), || async {
         app.admin.get("/readyz").await.status == 200
@@ -50,10 +55,13 @@ async fn a_sentinel_naming_a_dead_node_is_not_asked_first_again() {
 #[tokio::test]
 async fn an_ipv6_primary_is_not_taken_for_a_moved_one() {
     let node = RedisServer::start_with(&["--bind", "127.0.0.1", "::1"]);
-    let sentinel = RedisServer::start_sentinel(&format!(
-        "sentinel monitor m ::1 {} 1\nsentinel down-after-milliseconds m 60000\n",
-        node.port()
-    ));
+    let sentinel = RedisServer::start_sentinel(
+        &format!(
+            "sentinel monitor m ::1 {} 1\nsentinel down-after-milliseconds m 60000\n",
+            node.port()
+        ),
+        None,
+    );
     let app = service_asking(&[sentinel.port()]).await;
     eventually(reconnects_within(), || async {
         app.admin.get("/readyz").await.status == 200

@@ -1,11 +1,12 @@
 //! The test harness, by concern: a private redis-server (`redis_server`), the service
 //! in-process (`app`) or as the real binary (`service_process`), an HTTP client of either
-//! (`client`), time bounds and polling (`timing`), and a replicated Redis watched by Sentinel
-//! (`topology`).
+//! (`client`), time bounds and polling (`timing`), a replicated Redis watched by Sentinel
+//! (`topology`), and certificates made for the run (`certs`).
 
 use std::process::Child;
 
 pub mod app;
+pub mod certs;
 pub mod client;
 pub mod redis_server;
 pub mod service_process;

@@ -1,6 +1,7 @@
 //! A private redis-server: `RedisServer` runs `redis-server` (or a Sentinel) on a free loopback
 //! port with a temporary directory, and kills it on drop. It can also crash, freeze, thaw and
-//! restart it, and hands out direct connections for looking at what the service stored.
+//! restart it, and hands out direct connections for looking at what the service stored. With
+//! `ServerTls` it speaks only TLS on that port, and the direct connections do too.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::certs::ServerTls;
 use super::send_signal;
 
 /// The redis-server to run: `REDIS_SERVER_BIN`, or `redis-server` on PATH.
@@ -38,6 +40,7 @@ pub struct RedisServer {
     extra_args: Vec<String>,
     /// A Sentinel's configuration file (Sentinel rewrites it, so it must be a file).
     sentinel_config: Option<PathBuf>,
+    tls: Option<ServerTls>,
 }
 
 impl RedisServer {
@@ -51,24 +54,42 @@ impl RedisServer {
             tempfile::tempdir().expect("temporary directory for redis-server"),
             extra_args,
             None,
+            None,
         )
     }
 
-    /// Starts a Sentinel (`redis-server <file> --sentinel`) with `config` as its file.
-    pub fn start_sentinel(config: &str) -> Self {
+    /// Starts a server that speaks only TLS, as `tls` says, with extra arguments.
+    pub fn start_tls(tls: ServerTls, extra_args: &[&str]) -> Self {
+        Self::start_in(
+            tempfile::tempdir().expect("temporary directory for redis-server"),
+            extra_args,
+            None,
+            Some(tls),
+        )
+    }
+
+    /// Starts a Sentinel (`redis-server <file> --sentinel`) with `config` as its file, and with
+    /// TLS on its port if `tls`.
+    pub fn start_sentinel(config: &str, tls: Option<ServerTls>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory for a Sentinel");
         let file = dir.path().join("sentinel.conf");
         std::fs::write(&file, config).expect("writing the Sentinel's configuration");
-        Self::start_in(dir, &[], Some(file))
+        Self::start_in(dir, &[], Some(file), tls)
     }
 
-    fn start_in(dir: TempDir, extra_args: &[&str], sentinel_config: Option<PathBuf>) -> Self {
+    fn start_in(
+        dir: TempDir,
+        extra_args: &[&str],
+        sentinel_config: Option<PathBuf>,
+        tls: Option<ServerTls>,
+    ) -> Self {
         let mut server = Self {
             child: None,
             port: 0,
             dir,
             extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
             sentinel_config,
+            tls,
         };
         // Another test may take a port between our probe and redis' bind: try a few.
         for _ in 0..5 {
@@ -84,8 +105,14 @@ impl RedisServer {
         self.port
     }
 
+    /// `redis://127.0.0.1:<port>/0`, or `rediss://` with TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Kills the server (like a crash: no final save).
@@ -128,7 +155,7 @@ impl RedisServer {
 
     /// A direct connection, for looking at what the service stored.
     pub fn client(&self) -> redis::Connection {
-        redis::Client::open(self.url())
+        open_client(&self.url(), self.tls.as_ref())
             .and_then(|client| client.get_connection())
             .expect("direct connection to the test redis-server")
     }
@@ -143,8 +170,14 @@ impl RedisServer {
         if let Some(file) = &self.sentinel_config {
             command.arg(file).arg("--sentinel");
         }
+        let port = self.port.to_string();
+        let listen = match &self.tls {
+            Some(tls) => tls.args(self.port),
+            None => vec!["--port".to_owned(), port],
+        };
         let mut child = command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--save", "", "--appendonly", "no", "--logfile", "redis.log"])
@@ -158,7 +191,7 @@ impl RedisServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if answers_ping(self.port) {
+            if answers_ping(self.port, self.tls.as_ref()) {
                 self.child = Some(child);
                 return true;
             }
@@ -183,8 +216,27 @@ fn free_port() -> u16 {
         .expect("a free local port")
 }
 
-/// Any reply to PING (PONG, or NOAUTH when the default user is off) means Redis is up.
-fn answers_ping(port: u16) -> bool {
+/// A redis-rs client of `url`, with the harness's TLS settings for a TLS server.
+pub fn open_client(url: &str, tls: Option<&ServerTls>) -> redis::RedisResult<redis::Client> {
+    match tls {
+        Some(tls) => tls.client(url),
+        None => redis::Client::open(url),
+    }
+}
+
+/// Any reply to PING (PONG, or NOAUTH when the default user is off) means Redis is up. A TLS
+/// server is asked without checking its certificate, which some tests make bad on purpose.
+fn answers_ping(port: u16, tls: Option<&ServerTls>) -> bool {
+    if let Some(tls) = tls {
+        let reply = tls
+            .client(&format!("rediss://127.0.0.1:{port}/#insecure"))
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(500)))
+            .and_then(|mut connection| redis::cmd("PING").query::<redis::Value>(&mut connection));
+        return match reply {
+            Ok(_) => true,
+            Err(error) => error.code().is_some(),
+        };
+    }
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

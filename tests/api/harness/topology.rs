@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::redis_server::RedisServer;
+use super::certs::{Pki, ServerTls};
+use super::redis_server::{RedisServer, open_client};
 
 /// The name the Sentinels monitor the primary under.
 pub const MASTER: &str = "tsapi";
@@ -31,17 +32,24 @@ pub struct Topology {
     pub nodes: Vec<RedisServer>,
     pub sentinels: Vec<RedisServer>,
     acl: bool,
+    /// With TLS on every link: the data nodes' and Sentinels' settings (client certificates
+    /// required), which the harness's direct connections use too.
+    tls: Option<ServerTls>,
     _acl_dir: TempDir,
 }
 
 impl Topology {
-    pub async fn start() -> Self {
-        Self::start_with_acl(None).await
-    }
-
     /// With `acl`, a users file that must define `ADMIN` with every permission: the data
     /// nodes load it, and replication and the Sentinels use `ADMIN`.
     pub async fn start_with_acl(acl: Option<&str>) -> Self {
+        Self::start_with(acl, None).await
+    }
+
+    /// With `pki`, TLS on every link: the service's, replication (`tls-replication yes`) and
+    /// the Sentinels' (to the data nodes, to each other, and their own port), each side
+    /// showing a certificate of `pki`'s and requiring one.
+    pub async fn start_with(acl: Option<&str>, pki: Option<&Pki>) -> Self {
+        let tls = pki.map(|pki| ServerTls::from(pki, true));
         let acl_dir = tempfile::tempdir().expect("a directory for the ACL file");
         let acl_file = acl_dir.path().join("users.acl");
         // A replica (or a returning old primary) syncs at once, not after the default 5 s
@@ -77,7 +85,10 @@ impl Topology {
         };
         let start = |args: Vec<String>| {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            RedisServer::start_with(&args)
+            match &tls {
+                Some(tls) => RedisServer::start_tls(tls.clone(), &args),
+                None => RedisServer::start_with(&args),
+            }
         };
         let primary = start(args(&[]));
         let replica_of = [
@@ -90,6 +101,7 @@ impl Topology {
             nodes: std::iter::once(primary).chain(replicas).collect(),
             sentinels: Vec::new(),
             acl: acl.is_some(),
+            tls,
             _acl_dir: acl_dir,
         };
         // Sentinels learn the replicas from the primary's INFO: have them attached first, and
@@ -122,7 +134,7 @@ impl Topology {
             ));
         }
         topology.sentinels = (0..3)
-            .map(|_| RedisServer::start_sentinel(&config))
+            .map(|_| RedisServer::start_sentinel(&config, topology.tls.clone()))
             .collect();
         topology
     }
@@ -159,7 +171,7 @@ impl Topology {
     /// The port of the primary the first Sentinel that answers names.
     pub fn primary_port(&self) -> Option<u16> {
         self.sentinels.iter().find_map(|sentinel| {
-            let (_, port): (String, u16) = direct(
+            let (_, port): (String, u16) = self.direct(
                 sentinel.port(),
                 None,
                 redis::cmd("SENTINEL")
@@ -181,7 +193,7 @@ impl Topology {
     /// `INFO replication` of the data node on `port`, if it answers.
     pub fn info(&self, port: u16) -> Option<String> {
         let credentials = self.acl.then_some(ADMIN);
-        direct(port, credentials, redis::cmd("INFO").arg("replication"))
+        self.direct(port, credentials, redis::cmd("INFO").arg("replication"))
     }
 
     /// Whether the node on `port` is a replica with its link to the primary up.
@@ -194,7 +206,7 @@ impl Topology {
 
     /// Sends `SENTINEL FAILOVER` to the first Sentinel.
     pub fn manual_failover(&self) {
-        let reply: Option<String> = direct(
+        let reply: Option<String> = self.direct(
             self.sentinels[0].port(),
             None,
             redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER),
@@ -204,13 +216,46 @@ impl Topology {
 
     /// A direct connection to the data node on `port` (as `ADMIN` with an ACL).
     pub fn client(&self, port: u16) -> redis::Connection {
-        let url = match self.acl {
-            true => format!("redis://{}:{}@127.0.0.1:{port}/0", ADMIN.0, ADMIN.1),
-            false => format!("redis://127.0.0.1:{port}/0"),
+        open_client(
+            &self.url(port, self.acl.then_some(ADMIN)),
+            self.tls.as_ref(),
+        )
+        .and_then(|client| client.get_connection_with_timeout(DIRECT_TIMEOUT))
+        .expect("a direct connection to a data node")
+    }
+
+    /// The URL of the node or Sentinel on `port`, with `credentials` if given.
+    fn url(&self, port: u16, credentials: Option<(&str, &str)>) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
         };
-        redis::Client::open(url)
-            .and_then(|client| client.get_connection_with_timeout(DIRECT_TIMEOUT))
-            .expect("a direct connection to a data node")
+        match credentials {
+            Some((user, password)) => format!("{scheme}://{user}:{password}@127.0.0.1:{port}/0"),
+            None => format!("{scheme}://127.0.0.1:{port}/0"),
+        }
+    }
+
+    /// One command to `port` on a fresh connection bounded by `DIRECT_TIMEOUT`; `None` on any
+    /// failure (a killed node, a Sentinel that does not know yet).
+    fn direct<T: redis::FromRedisValue>(
+        &self,
+        port: u16,
+        credentials: Option<(&str, &str)>,
+        command: &redis::Cmd,
+    ) -> Option<T> {
+        let mut connection = open_client(&self.url(port, credentials), self.tls.as_ref())
+            .ok()?
+            .get_connection_with_timeout(DIRECT_TIMEOUT)
+            .ok()?;
+        connection.set_read_timeout(Some(DIRECT_TIMEOUT)).ok()?;
+        command.query(&mut connection).ok()
+    }
+
+    /// The TLS settings of every link, when the topology uses TLS.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     /// Starts recording the failovers the Sentinels announce (`+switch-master`); returns once
@@ -219,12 +264,13 @@ impl Topology {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (subscribed, subscriptions) = std::sync::mpsc::channel();
         for sentinel in &self.sentinels {
-            let url = sentinel.url();
+            let client =
+                open_client(&sentinel.url(), self.tls.as_ref()).expect("a client of a Sentinel");
             let (seen, subscribed) = (seen.clone(), subscribed.clone());
             // The thread ends when its Sentinel is killed (the topology's drop) and the read
             // fails.
             std::thread::spawn(move || {
-                let mut connection = redis::Client::open(url)
+                let mut connection = Ok(client)
                     .and_then(|client| client.get_connection_with_timeout(DIRECT_TIMEOUT))
                     .expect("a connection to a Sentinel");
                 let mut pubsub = connection.as_pubsub();
@@ -261,7 +307,7 @@ impl Topology {
     }
 
     fn sentinel_master(&self, index: usize) -> Option<std::collections::HashMap<String, String>> {
-        direct(
+        self.direct(
             self.sentinels[index].port(),
             None,
             redis::cmd("SENTINEL").arg("MASTER").arg(MASTER),
@@ -305,25 +351,6 @@ impl Switches {
     pub fn seen(&self) -> Vec<Switch> {
         self.seen.lock().unwrap().clone()
     }
-}
-
-/// One command to `port` on a fresh connection bounded by `DIRECT_TIMEOUT`; `None` on any
-/// failure (a killed node, a Sentinel that does not know yet).
-fn direct<T: redis::FromRedisValue>(
-    port: u16,
-    credentials: Option<(&str, &str)>,
-    command: &redis::Cmd,
-) -> Option<T> {
-    let url = match credentials {
-        Some((user, password)) => format!("redis://{user}:{password}@127.0.0.1:{port}/0"),
-        None => format!("redis://127.0.0.1:{port}/0"),
-    };
-    let mut connection = redis::Client::open(url)
-        .ok()?
-        .get_connection_with_timeout(DIRECT_TIMEOUT)
-        .ok()?;
-    connection.set_read_timeout(Some(DIRECT_TIMEOUT)).ok()?;
-    command.query(&mut connection).ok()
 }
 
 /// The value of `name:` in an INFO text.

@@ -1,0 +1,308 @@
+//! Opening one connection to a Redis node or a Sentinel: TCP or a Unix socket, with `rediss://`
+//! the TLS handshake (`crate::tls`), then one PING. The PING is there so that a server that will
+//! not talk to us fails here, with its reason, rather than at a request: TLS 1.3 reports a
+//! refused or missing client certificate only after the handshake, and a TLS port spoken to in
+//! plaintext just closes the connection.
+//!
+//! A failure is named by a `ConnectFailure`: the `cause` label of
+//! `timestamp_api_redis_reconnection_failures_total`, the `cause` of the 503 problem document
+//! requests get while there is no connection, and a log line saying what to fix. The whole
+//! attempt is bounded by `redis.connect_timeout`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisError};
+use rustls::{AlertDescription, CertificateError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::tls::Tls;
+
+/// Why a connection could not be made: a fixed set, each with what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    Refused,
+    Timeout,
+    Closed,
+    Auth,
+    TlsHandshake,
+    TlsUnknownCa,
+    TlsNameMismatch,
+    TlsExpired,
+    TlsClientCertificate,
+    TlsOther,
+    NotPrimary,
+    UnknownMaster,
+    Other,
+}
+
+impl ConnectFailure {
+    pub const ALL: [Self; 13] = [
+        Self::Refused,
+        Self::Timeout,
+        Self::Closed,
+        Self::Auth,
+        Self::TlsHandshake,
+        Self::TlsUnknownCa,
+        Self::TlsNameMismatch,
+        Self::TlsExpired,
+        Self::TlsClientCertificate,
+        Self::TlsOther,
+        Self::NotPrimary,
+        Self::UnknownMaster,
+        Self::Other,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Auth => "auth",
+            Self::TlsHandshake => "tls_handshake",
+            Self::TlsUnknownCa => "tls_unknown_ca",
+            Self::TlsNameMismatch => "tls_name_mismatch",
+            Self::TlsExpired => "tls_expired",
+            Self::TlsClientCertificate => "tls_client_certificate",
+            Self::TlsOther => "tls_other",
+            Self::NotPrimary => "not_primary",
+            Self::UnknownMaster => "unknown_master",
+            Self::Other => "other",
+        }
+    }
+
+    /// What happened, and what to check.
+    pub const fn hint(self) -> &'static str {
+        match self {
+            Self::Refused => "nothing listens there: check the host and port",
+            Self::Timeout => {
+                "no answer within redis.connect_timeout: check the address, the \
+                              network policy and the server's load"
+            }
+            Self::Closed => {
+                "the server closed the connection before answering: if that port \
+                             speaks TLS, use a rediss:// URL"
+            }
+            Self::Auth => {
+                "the server refused the credentials: check redis.username and \
+                           redis.password_file (or the Sentinel's)"
+            }
+            Self::TlsHandshake => {
+                "no TLS handshake in time, or an answer that is not TLS: if \
+                                   that port speaks plaintext, use a redis:// URL"
+            }
+            Self::TlsUnknownCa => {
+                "the server's certificate is not signed by a CA in \
+                                   redis.tls.ca_file (or the platform's roots): set the \
+                                   provider's CA bundle"
+            }
+            Self::TlsNameMismatch => {
+                "the server's certificate does not name the host: connect \
+                                      by a name it carries, or set redis.tls.server_name"
+            }
+            Self::TlsExpired => {
+                "the server's certificate has expired or is not valid yet: \
+                                 renew it, or check the clock"
+            }
+            Self::TlsClientCertificate => {
+                "the server refused the client certificate, or \
+                                           wanted one: set or renew redis.tls.client_cert_file \
+                                           and redis.tls.client_key_file"
+            }
+            Self::TlsOther => "the TLS handshake failed: see the error",
+            Self::NotPrimary => "Sentinel names a node that is not a primary (yet)",
+            Self::UnknownMaster => "the Sentinels do not monitor redis.sentinel.master",
+            Self::Other => "see the error",
+        }
+    }
+}
+
+/// A connection that could not be made: its class and the underlying error (no certificate
+/// bytes, no secrets: rustls and redis-rs errors name neither).
+#[derive(Debug, thiserror::Error)]
+#[error("{detail} ({})", .cause.label())]
+pub struct DialError {
+    pub cause: ConnectFailure,
+    detail: String,
+}
+
+impl DialError {
+    pub fn new(cause: ConnectFailure, detail: impl ToString) -> Self {
+        Self {
+            cause,
+            detail: detail.to_string(),
+        }
+    }
+
+    fn from_redis(error: &RedisError) -> Self {
+        let cause = match error.code() {
+            Some("NOAUTH" | "WRONGPASS" | "NOPERM") => ConnectFailure::Auth,
+            _ if error.is_connection_refusal() => ConnectFailure::Refused,
+            _ if error.is_io_error() || error.is_unrecoverable_error() => ConnectFailure::Closed,
+            _ => ConnectFailure::Other,
+        };
+        Self::new(cause, error)
+    }
+
+    fn from_io(error: &std::io::Error) -> Self {
+        let cause = match error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => classify_tls(tls),
+            None => match error.kind() {
+                std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
+                std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe => ConnectFailure::Closed,
+                _ => ConnectFailure::Other,
+            },
+        };
+        Self::new(cause, error)
+    }
+}
+
+fn classify_tls(error: &rustls::Error) -> ConnectFailure {
+    match error {
+        rustls::Error::InvalidCertificate(certificate) => match certificate {
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                ConnectFailure::TlsUnknownCa
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                ConnectFailure::TlsNameMismatch
+            }
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => ConnectFailure::TlsExpired,
+            _ => ConnectFailure::TlsOther,
+        },
+        // What a server sends when the client's certificate is missing or not accepted, or
+        // (decrypt_error) signed for with a key that is not the certificate's.
+        rustls::Error::AlertReceived(
+            AlertDescription::DecryptError
+            | AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+            | AlertDescription::AccessDenied,
+        ) => ConnectFailure::TlsClientCertificate,
+        // Bytes that are not TLS records: a plaintext server answering the ClientHello.
+        rustls::Error::InvalidMessage(_) => ConnectFailure::TlsHandshake,
+        _ => ConnectFailure::TlsOther,
+    }
+}
+
+/// Opens connections, with TLS when the store's URL is `rediss://`.
+#[derive(Clone)]
+pub struct Dialer {
+    tls: Option<Arc<Tls>>,
+    timeout: Duration,
+}
+
+impl Dialer {
+    pub fn new(tls: Option<Arc<Tls>>, timeout: Duration) -> Self {
+        Self { tls, timeout }
+    }
+
+    /// A connection to `info`'s address, set up (authenticated, database selected) and
+    /// answering; `config` is the connection's own (its response timeout).
+    pub async fn open(
+        &self,
+        info: &ConnectionInfo,
+        config: AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, DialError> {
+        let deadline = Instant::now() + self.timeout;
+        let timed_out = |cause| DialError::new(cause, "no answer within redis.connect_timeout");
+        let connection = match (info.addr(), &self.tls) {
+            (ConnectionAddr::TcpTls { host, port, .. }, Some(tls)) => {
+                let tcp =
+                    tokio::time::timeout_at(deadline, TcpStream::connect((host.as_str(), *port)))
+                        .await
+                        .map_err(|_| timed_out(ConnectFailure::Timeout))?
+                        .map_err(|error| DialError::from_io(&error))?;
+                // Requests are small and answered at once: Nagle would only add delay.
+                tcp.set_nodelay(true)
+                    .map_err(|error| DialError::from_io(&error))?;
+                let mut stream = tokio::time::timeout_at(deadline, tls.handshake(host, tcp))
+                    .await
+                    .map_err(|_| timed_out(ConnectFailure::TlsHandshake))?
+                    .map_err(|error| DialError::from_io(&error))?;
+                tokio::time::timeout_at(deadline, probe(&mut stream))
+                    .await
+                    .map_err(|_| timed_out(ConnectFailure::Timeout))?
+                    .map_err(|error| DialError::from_io(&error))?;
+                let (connection, driver) = tokio::time::timeout_at(
+                    deadline,
+                    MultiplexedConnection::new_with_config(info.redis_settings(), stream, config),
+                )
+                .await
+                .map_err(|_| timed_out(ConnectFailure::Timeout))?
+                .map_err(|error| DialError::from_redis(&error))?;
+                // The connection's I/O; it ends when the last handle to the connection is
+                // dropped, or the connection fails.
+                tokio::spawn(driver);
+                connection
+            }
+            (ConnectionAddr::TcpTls { .. }, None) => {
+                return Err(DialError::new(
+                    ConnectFailure::Other,
+                    "a rediss:// address without TLS settings",
+                ));
+            }
+            _ => {
+                let client =
+                    Client::open(info.clone()).map_err(|error| DialError::from_redis(&error))?;
+                let mut connection = tokio::time::timeout_at(
+                    deadline,
+                    client.get_multiplexed_async_connection_with_config(&config),
+                )
+                .await
+                .map_err(|_| timed_out(ConnectFailure::Timeout))?
+                .map_err(|error| DialError::from_redis(&error))?;
+                tokio::time::timeout_at(
+                    deadline,
+                    redis::cmd("PING").query_async::<()>(&mut connection),
+                )
+                .await
+                .map_err(|_| timed_out(ConnectFailure::Timeout))?
+                .map_err(|error| DialError::from_redis(&error))?;
+                connection
+            }
+        };
+        Ok(connection)
+    }
+}
+
+/// One PING on the raw TLS stream, before redis-rs takes it: any reply line (PONG, or NOAUTH
+/// before authentication) shows that the server accepted the TLS session.
+async fn probe<S>(stream: &mut S) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
+    stream.flush().await?;
+    let mut reply = Vec::with_capacity(64);
+    let mut byte = [0u8; 1];
+    // A reply line is short; reading it byte by byte leaves nothing behind for redis-rs.
+    while !reply.ends_with(b"\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if reply.len() == 512 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "an over-long reply to PING",
+            ));
+        }
+        reply.push(byte[0]);
+    }
+    Ok(())
+}
