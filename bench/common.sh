@@ -2,8 +2,9 @@
 # What bench/run and bench/instructions share, sourced by both: a temporary directory and the
 # processes started in it, cleaned up on exit; free ports; waiting for a server; a private
 # redis-server without persistence; the service under load and the wrk arguments of each case
-# (bench/run and bench/profile). Sets `work`, `redis_port` and `redis_pid` once start_redis has
-# run, and `service_pid` and `base` once start_service has.
+# (bench/run and bench/profile), and the same with TLS to Redis (bench/run). Sets `work`,
+# `redis_port` and `redis_pid` once start_redis has run, and `service_pid` and `base` once
+# start_service has.
 
 work=$(mktemp -d -t "timestamp-api-$(basename "$0").XXXXXX")
 pids=()
@@ -27,13 +28,45 @@ wait_for() {
     exit 1
 }
 
+# With `redis_tls` set to a directory from make_certificates, start_redis starts a redis-server
+# that speaks only TLS, and start_service connects to it with rediss:// and that CA.
+redis_tls=""
+
+# make_certificates DIR: a CA and a certificate for 127.0.0.1 signed by it (ca.crt, tls.crt,
+# tls.key), made with openssl for this run.
+make_certificates() {
+    local dir=$1
+    mkdir -p "$dir"
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 \
+        -subj "/CN=bench CA" -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj "/CN=127.0.0.1" \
+        -keyout "$dir/tls.key" -out "$dir/tls.csr" 2>/dev/null
+    openssl x509 -req -in "$dir/tls.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -set_serial 1 \
+        -days 2 -extfile <(printf 'subjectAltName=IP:127.0.0.1\n') -out "$dir/tls.crt" 2>/dev/null
+}
+
+# redis_cli ARGS...: redis-cli to the private Redis, with TLS if it speaks TLS.
+redis_cli() {
+    if [ -n "$redis_tls" ]; then
+        redis-cli --tls --cacert "$redis_tls/ca.crt" -p "$redis_port" "$@"
+    else
+        redis-cli -p "$redis_port" "$@"
+    fi
+}
+
 start_redis() {
     redis_port=$(free_port)
-    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no \
-        --logfile "$work/redis.log" &
+    local listen=(--port "$redis_port")
+    if [ -n "$redis_tls" ]; then
+        listen=(--port 0 --tls-port "$redis_port" --tls-cert-file "$redis_tls/tls.crt"
+            --tls-key-file "$redis_tls/tls.key" --tls-ca-cert-file "$redis_tls/ca.crt"
+            --tls-auth-clients no)
+    fi
+    redis-server "${listen[@]}" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no \
+        --logfile "$work/redis-$redis_port.log" &
     redis_pid=$!
     pids+=("$redis_pid")
-    wait_for redis-server 10 redis-cli -p "$redis_port" ping
+    wait_for redis-server 10 redis_cli ping
 }
 
 # start_service BINARY: the service with its default configuration against the private Redis
@@ -43,16 +76,22 @@ start_service() {
     local api_port admin_port
     api_port=$(free_port)
     admin_port=$(free_port)
-    TSAPI_LISTEN=127.0.0.1:$api_port TSAPI_ADMIN_LISTEN=127.0.0.1:$admin_port \
-        TSAPI_REDIS__URL=redis://127.0.0.1:$redis_port/0 \
-        "$1" >"$work/access.log" 2>"$work/service.err" &
+    local tls=()
+    if [ -n "$redis_tls" ]; then
+        tls=(TSAPI_REDIS__URL="rediss://127.0.0.1:$redis_port/0" TSAPI_REDIS__TLS__CA_FILE="$redis_tls/ca.crt")
+    fi
+    env TSAPI_LISTEN="127.0.0.1:$api_port" TSAPI_ADMIN_LISTEN="127.0.0.1:$admin_port" \
+        TSAPI_REDIS__URL="redis://127.0.0.1:$redis_port/0" "${tls[@]}" \
+        "$1" >>"$work/access.log" 2>>"$work/service.err" &
     service_pid=$!
     pids+=("$service_pid")
     base=http://127.0.0.1:$api_port
     wait_for "the service" 10 curl -fsS "http://127.0.0.1:$admin_port/readyz"
     curl -fsS -X PUT "$base/v1/timestamps/bench" >/dev/null
+    # The commands come on stdin, so redis_cli gets no arguments here (SC2119).
+    # shellcheck disable=SC2119
     for i in $(seq 150); do printf 'SET ts:list-%03d 1795628183123\n' "$i"; done |
-        redis-cli -p "$redis_port" >/dev/null
+        redis_cli >/dev/null
 }
 
 # case_arguments CASE: sets `arguments` to wrk's arguments for one of the cases against the

@@ -49,6 +49,12 @@ let
     inherit (crate) package;
     tag = imageTag;
   };
+  image-with-ca-bundle = import ./image.nix {
+    inherit layeredImage;
+    inherit (crate) package;
+    tag = imageTag;
+    caBundle = pkgs.cacert;
+  };
   redis-image = import ./redis-image.nix {
     inherit pkgs layeredImage;
     tag = imageTag;
@@ -58,7 +64,7 @@ in
   packages = {
     default = crate.package;
     timestamp-api = crate.package;
-    inherit image redis-image;
+    inherit image image-with-ca-bundle redis-image;
   };
 
   checks =

@@ -23,6 +23,8 @@
   healthcheck,
   healthcheckTimeout,
   config,
+  # More packages in the image root, beside `package` (the CA bundle, when asked for).
+  extraContents ? [ ],
   extraCommands ? "",
   fakeRootCommands ? "",
 }:
@@ -40,7 +42,8 @@ pkgs.dockerTools.buildLayeredImage {
       extraPasswdLines = [ "${name}:x:${uid}:${uid}:${name}:${home}:/sbin/nologin" ];
       extraGroupLines = [ "${name}:x:${uid}:" ];
     })
-  ];
+  ]
+  ++ extraContents;
   extraCommands = ''
     mkdir -m 1777 tmp
   ''

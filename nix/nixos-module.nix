@@ -86,14 +86,14 @@ let
     "secret-file"
     "credential-file"
   ];
-  secretKeys = lib.filter (key: lib.elem key.kind fileKinds) keys;
+  fileKeys = lib.filter (key: lib.elem key.kind fileKinds) keys;
   plainKeys = lib.filter (key: !lib.elem key.kind fileKinds) keys;
 
   # Files systemd copies into the unit's credentials directory before it starts (as root, so
   # the originals may be readable by root only); the service finds them at %d/<name>, where
   # redis.password_file's credential is redis-password.
   credentialName = key: lib.removeSuffix "-file" (lib.replaceStrings [ "." "_" ] [ "-" "-" ] key.key);
-  credentialKeys = lib.filter isSet secretKeys;
+  credentialKeys = lib.filter isSet fileKeys;
   credentials = lib.listToAttrs (
     map (
       key: lib.nameValuePair (credentialName key) (lib.getAttrFromPath (optionPath key) cfg)
@@ -268,8 +268,11 @@ in
             '';
           }
           {
+            # A CA bundle or a certificate may come from the store; a secret may not.
             assertion = lib.all (path: !lib.hasPrefix "${builtins.storeDir}/" path) (
-              lib.attrValues credentials
+              map (key: lib.getAttrFromPath (optionPath key) cfg) (
+                lib.filter (key: key.kind == "secret-file") credentialKeys
+              )
             );
             message = ''
               services.timestamp-api: a secret file is in the Nix store, which every user can

@@ -10,14 +10,16 @@
 }:
 let
   inherit (pkgs) lib;
-  # Without systemd support (a large closure a container never uses) and without TLS (the
-  # deployments keep Redis on a private network; nothing here speaks TLS to it). Any override
-  # misses the binary cache, so Redis builds from source: its test suite is skipped here (it is
-  # long and timing-sensitive) and still runs for the unmodified pkgs.redis in nixpkgs' own CI.
-  # pkgs/by-name/re/redis/package.nix takes both switches; fail loudly if a bump renames them.
+  # Without systemd support (a large closure a container never uses), and with TLS (OpenSSL,
+  # for `--tls-port`: the compose profile ha and the Kubernetes component redis-tls speak only
+  # TLS to and between the data nodes and Sentinels; the service's own image has no OpenSSL).
+  # Any override misses the binary cache, so Redis builds from source: its test suite is
+  # skipped here (it is long and timing-sensitive) and still runs for the unmodified
+  # pkgs.redis in nixpkgs' own CI. pkgs/by-name/re/redis/package.nix takes both switches; fail
+  # loudly if a bump renames them.
   switches = {
     withSystemd = false;
-    tlsSupport = false;
+    tlsSupport = true;
   };
   redisArgs = lib.functionArgs pkgs.redis.override;
   redis =

@@ -267,13 +267,19 @@ impl Dialer {
                 .await
                 .map_err(|_| timed_out(ConnectFailure::Timeout))?
                 .map_err(|error| DialError::from_redis(&error))?;
-                tokio::time::timeout_at(
+                let pong = tokio::time::timeout_at(
                     deadline,
                     redis::cmd("PING").query_async::<()>(&mut connection),
                 )
                 .await
-                .map_err(|_| timed_out(ConnectFailure::Timeout))?
-                .map_err(|error| DialError::from_redis(&error))?;
+                .map_err(|_| timed_out(ConnectFailure::Timeout))?;
+                match pong {
+                    // An error reply is an answer too: a user whose ACL has no +ping (the
+                    // service's on the Sentinels) gets NOPERM. Only NOAUTH means we cannot go on.
+                    Err(error) if error.code().is_some_and(|code| code != "NOAUTH") => {}
+                    Err(error) => return Err(DialError::from_redis(&error)),
+                    Ok(()) => {}
+                }
                 connection
             }
         };

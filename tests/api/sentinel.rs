@@ -79,3 +79,38 @@ async fn an_ipv6_primary_is_not_taken_for_a_moved_one() {
         "{ready}"
     );
 }
+
+/// Found when the first PING came in: the service's user on the Sentinels may run only
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME` (scripts/secrets), so the PING every new connection sends
+/// is answered NOPERM. That is an answer: the Sentinel is asked, and the service serves.
+#[tokio::test]
+async fn a_sentinel_that_allows_the_service_nothing_but_the_question_is_still_asked() {
+    let node = RedisServer::start();
+    let sentinel = RedisServer::start_sentinel(
+        &format!(
+            "sentinel monitor m 127.0.0.1 {} 1\n\
+             user default off\n\
+             user watcher on >watcher-password -@all +sentinel|get-master-addr-by-name\n",
+            node.port()
+        ),
+        None,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("sentinel_password");
+    std::fs::write(&password_file, "watcher-password\n").unwrap();
+    let addresses = vec![format!("127.0.0.1:{}", sentinel.port()).parse().unwrap()];
+    let app = TestApp::spawn(RedisServer::start(), |config| {
+        config.redis.url = "redis://127.0.0.1:1/0".to_owned();
+        config.redis.sentinel.addresses = addresses;
+        config.redis.sentinel.master = Some("m".to_owned());
+        config.redis.sentinel.username = Some("watcher".to_owned());
+        config.redis.sentinel.password = Some(timestamp_api::Secret::new("watcher-password"));
+        config.redis.sentinel.password_file = Some(password_file);
+    })
+    .await;
+    eventually(reconnects_within(), || async {
+        app.admin.get("/readyz").await.status == 200
+    })
+    .await;
+    assert_eq!(app.api.put_empty("/v1/timestamps/a").await.status, 201);
+}

@@ -264,6 +264,15 @@ def secrets_are_files_only_and_the_acl_holds_hashes_only():
     for name in ("users-ha.acl", "replication.conf", "sentinel-users.acl", "sentinel.conf"):
         assert (SECRETS / name).stat().st_uid == 999, name
         assert (SECRETS / name).stat().st_mode & 0o077 == 0, f"{name} is readable by group or others"
+    # Profile `ha`'s TLS: each private key is its container user's alone, the CA's stays with
+    # whoever ran `make secrets`, and neither is in an image or a container's environment.
+    for pair, uid in (("redis", 999), ("api", 10001)):
+        directory = SECRETS / "tls" / pair
+        assert directory.stat().st_uid == uid and directory.stat().st_mode & 0o077 == 0, pair
+        for name in ("tls.crt", "tls.key", "ca.crt"):
+            assert (directory / name).stat().st_uid == uid, (pair, name)
+            assert (directory / name).stat().st_mode & 0o077 == 0, f"tls/{pair}/{name} is readable by others"
+    assert (SECRETS / "tls" / "ca.key").stat().st_mode & 0o077 == 0, "the CA key is readable by others"
 
 
 @test
@@ -421,14 +430,20 @@ def ha_container(service):
     return _ha_containers[service]
 
 
-def ha_cli(service, user, password, *args):
+# Every HA container speaks only TLS and requires a client certificate (compose.yaml); its own
+# pair, mounted at /etc/redis/tls, is one.
+HA_TLS = ["--tls", "--cacert", "/etc/redis/tls/ca.crt", "--cert", "/etc/redis/tls/tls.crt",
+          "--key", "/etc/redis/tls/tls.key"]
+
+
+def ha_cli(service, user, password, *args, tls=HA_TLS):
     """redis-cli in an HA container (a Sentinel's port for sentinel-*), with `docker exec`:
-    quicker than `compose exec` for the polling below."""
+    quicker than `compose exec` for the polling below. `tls` is how redis-cli speaks to it."""
     port = ["-p", "26379"] if service.startswith("sentinel") else []
     command = ["docker", "exec"]
     if password is not None:
         command += ["-e", f"REDISCLI_AUTH={password}"]
-    command += [ha_container(service), "/bin/redis-cli", "--no-auth-warning", *port]
+    command += [ha_container(service), "/bin/redis-cli", "--no-auth-warning", *port, *tls]
     if user is not None:
         command += ["--user", user]
     return run(*command, *args, check=False).stdout.strip()
@@ -527,6 +542,29 @@ def ha_sentinels_agree_replicate_and_fail_over_with_their_acls():
     wait_for_topology(f"{HA_NETWORK}.12", within=30)
     for node in HA_NODES.values():
         assert as_admin(node, "ACL", "LOG") == "", f"{node} refused a command: {as_admin(node, 'ACL', 'LOG')}"
+
+
+@test
+def ha_every_link_speaks_tls_and_the_api_reaches_redis_through_it():
+    ha("up", "--detach", "--wait", "api-ha")
+    password = read_secret("redis_admin_password")
+    for service in (*HA_NODES.values(), *SENTINELS):
+        # Plaintext gets no answer; TLS without a client certificate is refused; with one, PONG.
+        assert "PONG" not in ha_cli(service, "admin", password, "PING", tls=[]), service
+        no_certificate = ["--tls", "--cacert", "/etc/redis/tls/ca.crt"]
+        assert "PONG" not in ha_cli(service, "admin", password, "PING", tls=no_certificate), service
+        assert ha_cli(service, "admin", password, "PING") == "PONG", service
+    # Replication runs over TLS too: the replica's link to the primary is up.
+    replica = next(node for address, node in HA_NODES.items() if address != primary_by("sentinel-1"))
+    assert info(as_admin(replica, "INFO", "replication")).get("master_link_status") == "up"
+
+    status, _, body, _ = put_json("/v1/timestamps/e2e-tls", {"epoch_ms": 4242}, port=API_HA_PORT)
+    assert status in (200, 201) and body["epoch_ms"] == 4242, (status, body)
+    status, _, body, _ = request("GET", "/v1/timestamps/e2e-tls", port=API_HA_PORT)
+    assert status == 200 and body["epoch_ms"] == 4242, (status, body)
+    logs = ha("logs", "--no-color", "api-ha").stdout
+    assert "connected to the Redis primary" in logs, logs
+    assert "BEGIN" not in logs and "PRIVATE KEY" not in logs, "certificate or key material in the log"
 
 
 def service_supports_sentinel():
