@@ -8,9 +8,14 @@ shutdown choreography (preStop sleep, grace period above drain + shutdown timeou
 settings and a cursor key from a Secret file; a StatefulSet of more than one pod (Redis with
 replicas, the Sentinels) keeps its pods on different nodes and has a PodDisruptionBudget; a
 Sentinel keeps its config file on a volume of its pod's own (a StatefulSet's
-volumeClaimTemplates), since that file is its memory. Every object carries the recommended labels and
-sits in the rendering's namespace; the Secrets and ConfigMaps pods reference exist (Secrets only
-where the rendering generates them: prod's come from outside). Exits 1 and lists every violation.
+volumeClaimTemplates), since that file is its memory; a Secret is never mounted file by file
+(subPath) where its files are TLS material or the mount is the API's, since a subPath mount keeps
+the files it first saw and a renewed certificate would never reach the pod; when the API's URL is
+rediss://, every Redis and Sentinel of the rendering listens with TLS only, and those that
+connect to each other (replicas, Sentinels) do so over TLS. Every object carries
+the recommended labels and sits in the rendering's namespace; the Secrets and ConfigMaps pods
+reference exist (Secrets only where the rendering generates them or a cert-manager Certificate
+writes them: prod's come from outside). Exits 1 and lists every violation.
 """
 
 import re
@@ -21,6 +26,8 @@ import yaml
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
 REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by")
+# Names that say a Secret (or the volume, or the file) holds certificates or their keys.
+TLS_NAME = re.compile(r"(^|[-_./])(tls|ssl|certs?|ca|pki)([-_./]|$)|\.(crt|pem|key|cer|p12|pfx)$", re.IGNORECASE)
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "IngressClass", "PriorityClass", "StorageClass"}
 
 
@@ -59,6 +66,55 @@ def secret_mounts(spec, container):
         or any("secret" in source for source in (volume.get("projected") or {}).get("sources", []))
     }
     return [mount["mountPath"].rstrip("/") for mount in container.get("volumeMounts", []) if mount["name"] in from_secrets]
+
+
+def check_secret_subpaths(name, spec, problems, api, tls_secrets):
+    """A subPath mount is a bind mount of one file, made when the container starts: the kubelet
+    updates a Secret volume by swapping the directory's contents, which such a mount never sees.
+    For TLS material (renewed by cert-manager or an operator, and read again by the service at
+    each new connection) or anything the API reads, that means files that silently go stale."""
+    volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        for mount in container.get("volumeMounts", []):
+            sub_path = mount.get("subPath") or mount.get("subPathExpr")
+            volume = volumes.get(mount["name"], {})
+            sources = [volume["secret"]] if "secret" in volume else []
+            sources += [source["secret"] for source in (volume.get("projected") or {}).get("sources", []) if "secret" in source]
+            if not sub_path or not sources:
+                continue
+            secrets = [source.get("secretName") or source.get("name") for source in sources]
+            keys = [item.get(field, "") for source in sources for item in source.get("items", []) for field in ("key", "path")]
+            tls = any(secret in tls_secrets for secret in secrets) or any(
+                TLS_NAME.search(word or "") for word in secrets + keys + [mount["name"], sub_path, mount["mountPath"]]
+            )
+            if api or tls:
+                what = "TLS material" if tls else "a Secret the API reads"
+                problems.append(
+                    f"{name}: container {container['name']} mounts {what} (Secret {', '.join(map(str, secrets))}) at "
+                    f"{mount['mountPath']} with subPath {sub_path}: a renewed Secret never reaches the pod; mount the directory"
+                )
+
+
+def check_redis_tls(objects, configmaps, problems):
+    """With a rediss:// URL the service speaks only TLS, to Redis and to the Sentinels. A Redis
+    or Sentinel that still listens in plaintext (the redis-tls component listed before redis-ha,
+    whose arguments replace its flags) refuses every connection, and one that replicates or
+    monitors without tls-replication cannot reach the others. Arguments only: later ones win."""
+    if not any(str(data.get("TSAPI_REDIS__URL", "")).startswith("rediss://") for data in configmaps.values()):
+        return
+    for obj in objects:
+        component = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        if obj["kind"] != "StatefulSet" or component not in ("database", "sentinel"):
+            continue
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        for container in pod_spec(obj).get("containers", []):
+            arguments = (container.get("command") or [])[1:] + (container.get("args") or [])
+            last = dict(zip(arguments, arguments[1:]))
+            where = f"{name}: container {container['name']}"
+            if last.get("--port") != "0" or "--tls-port" not in last:
+                problems.append(f"{where} does not listen with TLS only (--port 0, --tls-port), but the API's URL is rediss://")
+            if (component == "sentinel" or obj["spec"].get("replicas", 1) > 1) and last.get("--tls-replication") != "yes":
+                problems.append(f"{where} connects to the other nodes without --tls-replication yes, but they speak TLS only")
 
 
 def seconds(value):
@@ -221,6 +277,10 @@ def check(documents):
     kinds = {obj["kind"] for obj in objects}
     namespaces = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Namespace"}
     secrets = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Secret"}
+    # cert-manager writes these; a Secret of type kubernetes.io/tls holds a certificate too.
+    tls_secrets = {obj["spec"].get("secretName") for obj in objects if obj["kind"] == "Certificate" and obj["apiVersion"].startswith("cert-manager.io/")}
+    tls_secrets |= {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Secret" and obj.get("type") == "kubernetes.io/tls"}
+    tls_secrets -= {None}
     budgets = [obj["spec"].get("selector", {}).get("matchLabels") for obj in objects if obj["kind"] == "PodDisruptionBudget"]
     for obj in objects:
         name = f"{obj['kind']}/{obj['metadata']['name']}"
@@ -235,10 +295,12 @@ def check(documents):
             check_pod(name, pod_spec(obj), problems, {"long_running": long_running})
             for missing in sorted(references(pod_spec(obj), "configMap") - set(configmaps)):
                 problems.append(f"{name}: references ConfigMap {missing}, which is not in the rendering")
-            for missing in sorted(references(pod_spec(obj), "secret") - secrets if secrets else ()):
+            for missing in sorted(references(pod_spec(obj), "secret") - secrets - tls_secrets if secrets else ()):
                 problems.append(f"{name}: references Secret {missing}, which is not in the rendering")
-            if obj["kind"] == "Deployment" and labels.get("app.kubernetes.io/component") == "api":
+            api = obj["kind"] == "Deployment" and labels.get("app.kubernetes.io/component") == "api"
+            if api:
                 check_api(obj, problems, configmaps)
+            check_secret_subpaths(name, pod_spec(obj), problems, api, tls_secrets)
             if obj["kind"] == "StatefulSet" and obj["spec"].get("replicas", 1) > 1:
                 check_replicated_statefulset(obj, problems, budgets)
             check_sentinels(obj, problems)
@@ -253,6 +315,7 @@ def check(documents):
                     port = path["backend"]["service"]["port"]
                     if path["path"] not in ("/v1", "/openapi.json") or port.get("name") != "http":
                         problems.append(f"{name}: routes {path['path']} to port {port}")
+    check_redis_tls(objects, configmaps, problems)
     if "Namespace" in kinds and not any(
         obj["kind"] == "NetworkPolicy" and obj["spec"].get("podSelector") == {} and
         set(obj["spec"].get("policyTypes", [])) == {"Ingress", "Egress"} and
