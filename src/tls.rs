@@ -225,6 +225,9 @@ impl Tls {
 
     /// The configuration for a new connection: from the files as they are now, when they
     /// changed and parse; else the last good one.
+    ///
+    /// The files are read with blocking I/O on the connector's task: they are a few KiB,
+    /// read only when a connection is made (rarely), never on a request's path.
     fn client_config(&self) -> Arc<ClientConfig> {
         // A poisoned lock only means a panic elsewhere while holding it; the value is whole.
         let mut current = self

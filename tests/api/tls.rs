@@ -33,10 +33,11 @@ async fn failures(app: &TestApp, cause: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
-/// The service cannot connect, for the reason `cause` names: it counts the failures under that
-/// label, and a read, a write and `/readyz` each answer 503 within the command timeout, naming
-/// it. None hangs; the service keeps running.
-async fn assert_unreachable(app: &TestApp, cause: &str) {
+/// The service against `redis`, configured by `configure`, cannot connect, for the reason
+/// `cause` names: it counts the failures under that label, and a read, a write and `/readyz`
+/// each answer 503 within the command timeout, naming it. None hangs; the service keeps running.
+async fn assert_unreachable(redis: RedisServer, configure: impl FnOnce(&mut Config), cause: &str) {
+    let app = &TestApp::spawn(redis, configure).await;
     eventually(reconnects_within(), || async {
         failures(app, cause).await >= 1.0
     })
@@ -110,12 +111,12 @@ async fn the_api_works_over_tls_with_the_client_certificate_the_server_requires(
 #[tokio::test]
 async fn a_server_signed_by_another_ca_is_refused_as_tls_unknown_ca() {
     let (pki, other) = (Pki::new("server's"), Pki::new("other"));
-    let app = TestApp::spawn(
+    assert_unreachable(
         RedisServer::start_tls(ServerTls::from(&pki, false), &[]),
         |config| trust(config, &other, None),
+        "tls_unknown_ca",
     )
     .await;
-    assert_unreachable(&app, "tls_unknown_ca").await;
 }
 
 /// A certificate for another name: refused, until `redis.tls.server_name` names it.
@@ -126,11 +127,12 @@ async fn a_certificate_for_another_name_is_refused_unless_server_name_says_it() 
         server: pki.issue("elsewhere", &["redis.internal.example"], Validity::Current),
         ..ServerTls::from(&pki, false)
     };
-    let mismatched = TestApp::spawn(RedisServer::start_tls(tls.clone(), &[]), |config| {
-        trust(config, &pki, None);
-    })
+    assert_unreachable(
+        RedisServer::start_tls(tls.clone(), &[]),
+        |config| trust(config, &pki, None),
+        "tls_name_mismatch",
+    )
     .await;
-    assert_unreachable(&mismatched, "tls_name_mismatch").await;
 
     let named = TestApp::spawn(RedisServer::start_tls(tls, &[]), |config| {
         trust(config, &pki, None);
@@ -150,11 +152,12 @@ async fn an_expired_server_certificate_is_refused_as_tls_expired() {
         server: pki.issue("expired", &["127.0.0.1"], Validity::Expired),
         ..ServerTls::from(&pki, false)
     };
-    let app = TestApp::spawn(RedisServer::start_tls(tls, &[]), |config| {
-        trust(config, &pki, None);
-    })
+    assert_unreachable(
+        RedisServer::start_tls(tls, &[]),
+        |config| trust(config, &pki, None),
+        "tls_expired",
+    )
     .await;
-    assert_unreachable(&app, "tls_expired").await;
 }
 
 /// TLS 1.3 completes the handshake before the server checks the client's certificate; the
@@ -162,20 +165,15 @@ async fn an_expired_server_certificate_is_refused_as_tls_expired() {
 #[tokio::test]
 async fn no_client_certificate_or_one_the_server_does_not_trust_is_tls_client_certificate() {
     let (pki, other) = (Pki::new("main"), Pki::new("other"));
-    let missing = TestApp::spawn(
-        RedisServer::start_tls(ServerTls::from(&pki, true), &[]),
-        |config| trust(config, &pki, None),
-    )
-    .await;
-    assert_unreachable(&missing, "tls_client_certificate").await;
-
     let untrusted_client = other.loopback("service");
-    let untrusted = TestApp::spawn(
-        RedisServer::start_tls(ServerTls::from(&pki, true), &[]),
-        |config| trust(config, &pki, Some(&untrusted_client)),
-    )
-    .await;
-    assert_unreachable(&untrusted, "tls_client_certificate").await;
+    for client in [None, Some(&untrusted_client)] {
+        assert_unreachable(
+            RedisServer::start_tls(ServerTls::from(&pki, true), &[]),
+            |config| trust(config, &pki, client),
+            "tls_client_certificate",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -183,17 +181,24 @@ async fn plaintext_to_a_tls_port_is_closed_and_tls_to_a_plaintext_port_is_tls_ha
     let pki = Pki::new("main");
     let tls_server = RedisServer::start_tls(ServerTls::from(&pki, false), &[]);
     let plaintext_url = tls_server.url().replacen("rediss://", "redis://", 1);
-    let plaintext = TestApp::spawn(tls_server, |config| config.redis.url = plaintext_url).await;
-    assert_unreachable(&plaintext, "closed").await;
+    assert_unreachable(
+        tls_server,
+        |config| config.redis.url = plaintext_url,
+        "closed",
+    )
+    .await;
 
     let plain_server = RedisServer::start();
     let tls_url = plain_server.url().replacen("redis://", "rediss://", 1);
-    let tls = TestApp::spawn(plain_server, |config| {
-        config.redis.url = tls_url;
-        trust(config, &pki, None);
-    })
+    assert_unreachable(
+        plain_server,
+        |config| {
+            config.redis.url = tls_url;
+            trust(config, &pki, None);
+        },
+        "tls_handshake",
+    )
     .await;
-    assert_unreachable(&tls, "tls_handshake").await;
 }
 
 /// A renewal: a new CA, client pair and server certificate are written over the old files and
