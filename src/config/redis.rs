@@ -290,39 +290,24 @@ impl RedisConfig {
 
     fn check_sentinel(&self, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {
         let sentinel = &self.sentinel;
-        match (sentinel.addresses.is_empty(), &sentinel.master) {
-            (true, None) => {
-                for (key, set) in [
+        both_or_neither(
+            ("redis.sentinel.addresses", !sentinel.addresses.is_empty()),
+            ("redis.sentinel.master", sentinel.master.is_some()),
+            refuse,
+        )?;
+        match &sentinel.master {
+            None => refuse_if_set(
+                &[
                     ("redis.sentinel.username", sentinel.username.is_some()),
                     (
                         "redis.sentinel.password_file",
                         sentinel.password_file.is_some(),
                     ),
-                ] {
-                    if set {
-                        return Err(refuse(
-                            key,
-                            "is only used with redis.sentinel.addresses and \
-                             redis.sentinel.master"
-                                .into(),
-                        ));
-                    }
-                }
-            }
-            // Each names the key that is set, whose origin the message can then show.
-            (false, None) => {
-                return Err(refuse(
-                    "redis.sentinel.addresses",
-                    "is set but redis.sentinel.master is not; set both or neither".into(),
-                ));
-            }
-            (true, Some(_)) => {
-                return Err(refuse(
-                    "redis.sentinel.master",
-                    "is set but redis.sentinel.addresses is not; set both or neither".into(),
-                ));
-            }
-            (false, Some(master)) => {
+                ],
+                "is only used with redis.sentinel.addresses and redis.sentinel.master",
+                refuse,
+            )?,
+            Some(master) => {
                 if master.is_empty()
                     || master.contains(|c: char| c.is_whitespace() || c.is_control())
                 {
@@ -343,35 +328,22 @@ impl RedisConfig {
     fn check_tls(&self, url_is_tls: bool, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {
         let tls = &self.tls;
         if !url_is_tls {
-            for (key, set) in [
-                ("redis.tls.ca_file", tls.ca_file.is_some()),
-                ("redis.tls.client_cert_file", tls.client_cert_file.is_some()),
-                ("redis.tls.client_key_file", tls.client_key_file.is_some()),
-                ("redis.tls.server_name", tls.server_name.is_some()),
-            ] {
-                if set {
-                    return Err(refuse(
-                        key,
-                        "is only used with a rediss:// redis.url (TLS)".into(),
-                    ));
-                }
-            }
+            refuse_if_set(
+                &[
+                    ("redis.tls.ca_file", tls.ca_file.is_some()),
+                    ("redis.tls.client_cert_file", tls.client_cert_file.is_some()),
+                    ("redis.tls.client_key_file", tls.client_key_file.is_some()),
+                    ("redis.tls.server_name", tls.server_name.is_some()),
+                ],
+                "is only used with a rediss:// redis.url (TLS)",
+                refuse,
+            )?;
         }
-        match (&tls.client_cert_file, &tls.client_key_file) {
-            (Some(_), None) => {
-                return Err(refuse(
-                    "redis.tls.client_cert_file",
-                    "is set but redis.tls.client_key_file is not; set both or neither".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(refuse(
-                    "redis.tls.client_key_file",
-                    "is set but redis.tls.client_cert_file is not; set both or neither".into(),
-                ));
-            }
-            _ => {}
-        }
+        both_or_neither(
+            ("redis.tls.client_cert_file", tls.client_cert_file.is_some()),
+            ("redis.tls.client_key_file", tls.client_key_file.is_some()),
+            refuse,
+        )?;
         if let Some(name) = &tls.server_name
             && crate::tls::server_name(name).is_err()
         {
@@ -441,6 +413,34 @@ impl RedisConfig {
     pub fn tls_enabled(&self) -> bool {
         ::redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
             .is_ok_and(|info| matches!(info.addr(), ::redis::ConnectionAddr::TcpTls { .. }))
+    }
+}
+
+/// Refuses the first of `keys` that is set, with `message`.
+fn refuse_if_set(
+    keys: &[(&str, bool)],
+    message: &str,
+    refuse: Refuse<'_>,
+) -> Result<(), super::ConfigError> {
+    match keys.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(refuse(key, message.into())),
+        None => Ok(()),
+    }
+}
+
+/// Refuses one of two keys set without the other, naming the one that is set (whose origin the
+/// message can then show).
+fn both_or_neither(
+    first: (&str, bool),
+    second: (&str, bool),
+    refuse: Refuse<'_>,
+) -> Result<(), super::ConfigError> {
+    match (first, second) {
+        ((set, true), (unset, false)) | ((unset, false), (set, true)) => Err(refuse(
+            set,
+            format!("is set but {unset} is not; set both or neither"),
+        )),
+        _ => Ok(()),
     }
 }
 

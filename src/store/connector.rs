@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, RedisError};
+use redis::{AsyncConnectionConfig, RedisError};
 use tokio::sync::watch;
 
 use super::dial::{ConnectFailure, DialError, Dialer};
@@ -201,19 +201,7 @@ impl Connector {
             Target::Sentinel { sentinels, node } => {
                 let address = sentinels.primary().await?;
                 let primary = address.to_string();
-                let addr = match node.addr() {
-                    ConnectionAddr::TcpTls {
-                        insecure,
-                        tls_params,
-                        ..
-                    } => ConnectionAddr::TcpTls {
-                        host: address.host,
-                        port: address.port,
-                        insecure: *insecure,
-                        tls_params: tls_params.clone(),
-                    },
-                    _ => ConnectionAddr::Tcp(address.host, address.port),
-                };
+                let addr = self.dialer.address(address.host, address.port);
                 (node.clone().set_addr(addr), primary)
             }
         };

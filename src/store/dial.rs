@@ -212,6 +212,25 @@ impl Dialer {
         Self { tls, timeout }
     }
 
+    /// `redis.connect_timeout`, which bounds each connection attempt.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The address of a node or Sentinel at `host:port`, to be reached with TLS if this dialer
+    /// speaks it.
+    pub fn address(&self, host: String, port: u16) -> ConnectionAddr {
+        match self.tls {
+            Some(_) => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            },
+            None => ConnectionAddr::Tcp(host, port),
+        }
+    }
+
     /// A connection to `info`'s address, set up (authenticated, database selected) and
     /// answering; `config` is the connection's own (its response timeout).
     pub async fn open(
@@ -220,31 +239,34 @@ impl Dialer {
         config: AsyncConnectionConfig,
     ) -> Result<MultiplexedConnection, DialError> {
         let deadline = Instant::now() + self.timeout;
-        let timed_out = |cause| DialError::new(cause, "no answer within redis.connect_timeout");
         let connection = match (info.addr(), &self.tls) {
             (ConnectionAddr::TcpTls { host, port, .. }, Some(tls)) => {
-                let tcp =
-                    tokio::time::timeout_at(deadline, TcpStream::connect((host.as_str(), *port)))
-                        .await
-                        .map_err(|_| timed_out(ConnectFailure::Timeout))?
-                        .map_err(|error| DialError::from_io(&error))?;
+                let tcp = within(
+                    deadline,
+                    ConnectFailure::Timeout,
+                    TcpStream::connect((host.as_str(), *port)),
+                )
+                .await?
+                .map_err(|error| DialError::from_io(&error))?;
                 // Requests are small and answered at once: Nagle would only add delay.
                 tcp.set_nodelay(true)
                     .map_err(|error| DialError::from_io(&error))?;
-                let mut stream = tokio::time::timeout_at(deadline, tls.handshake(host, tcp))
-                    .await
-                    .map_err(|_| timed_out(ConnectFailure::TlsHandshake))?
-                    .map_err(|error| DialError::from_io(&error))?;
-                tokio::time::timeout_at(deadline, probe(&mut stream))
-                    .await
-                    .map_err(|_| timed_out(ConnectFailure::Timeout))?
-                    .map_err(|error| DialError::from_io(&error))?;
-                let (connection, driver) = tokio::time::timeout_at(
+                let mut stream = within(
                     deadline,
+                    ConnectFailure::TlsHandshake,
+                    tls.handshake(host, tcp),
+                )
+                .await?
+                .map_err(|error| DialError::from_io(&error))?;
+                within(deadline, ConnectFailure::Timeout, probe(&mut stream))
+                    .await?
+                    .map_err(|error| DialError::from_io(&error))?;
+                let (connection, driver) = within(
+                    deadline,
+                    ConnectFailure::Timeout,
                     MultiplexedConnection::new_with_config(info.redis_settings(), stream, config),
                 )
-                .await
-                .map_err(|_| timed_out(ConnectFailure::Timeout))?
+                .await?
                 .map_err(|error| DialError::from_redis(&error))?;
                 // The connection's I/O; it ends when the last handle to the connection is
                 // dropped, or the connection fails.
@@ -260,19 +282,19 @@ impl Dialer {
             _ => {
                 let client =
                     Client::open(info.clone()).map_err(|error| DialError::from_redis(&error))?;
-                let mut connection = tokio::time::timeout_at(
+                let mut connection = within(
                     deadline,
+                    ConnectFailure::Timeout,
                     client.get_multiplexed_async_connection_with_config(&config),
                 )
-                .await
-                .map_err(|_| timed_out(ConnectFailure::Timeout))?
+                .await?
                 .map_err(|error| DialError::from_redis(&error))?;
-                let pong = tokio::time::timeout_at(
+                let pong = within(
                     deadline,
+                    ConnectFailure::Timeout,
                     redis::cmd("PING").query_async::<()>(&mut connection),
                 )
-                .await
-                .map_err(|_| timed_out(ConnectFailure::Timeout))?;
+                .await?;
                 match pong {
                     // An error reply is an answer too: a user whose ACL has no +ping (the
                     // service's on the Sentinels) gets NOPERM. Only NOAUTH means we cannot go on.
@@ -285,6 +307,17 @@ impl Dialer {
         };
         Ok(connection)
     }
+}
+
+/// `step`, unless `deadline` passes first: then a failure of class `late`.
+async fn within<T>(
+    deadline: Instant,
+    late: ConnectFailure,
+    step: impl Future<Output = T>,
+) -> Result<T, DialError> {
+    tokio::time::timeout_at(deadline, step)
+        .await
+        .map_err(|_| DialError::new(late, "no answer within redis.connect_timeout"))
 }
 
 /// One PING on the raw TLS stream, before redis-rs takes it: any reply line (PONG, or NOAUTH

@@ -143,14 +143,8 @@ impl Store {
             true => Some(Arc::new(Tls::new(&config.tls, metrics.clone())?)),
             false => None,
         };
-        let tls_enabled = tls.is_some();
         let dialer = Dialer::new(tls, config.connect_timeout);
-        let target = match Sentinels::new(
-            &config.sentinel,
-            dialer.clone(),
-            tls_enabled,
-            config.connect_timeout,
-        )? {
+        let target = match Sentinels::new(&config.sentinel, dialer.clone())? {
             Some(sentinels) => Target::Sentinel {
                 sentinels,
                 node: info,

@@ -6,12 +6,8 @@
 //! Sentinel. Here only the connector task (`link.rs`) asks, about once a second and after a
 //! failure, so this keeps one connection per Sentinel and needs no locking.
 
-use std::time::Duration;
-
 use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
-};
+use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, RedisError};
 
 use super::dial::{ConnectFailure, DialError, Dialer};
 use crate::config::{HostPort, SentinelConfig};
@@ -51,7 +47,6 @@ pub struct Sentinels {
     master: String,
     /// The Sentinel asked first: the last one that answered.
     first: usize,
-    timeout: Duration,
 }
 
 struct Node {
@@ -62,30 +57,16 @@ struct Node {
 }
 
 impl Sentinels {
-    /// Prepares a connection per Sentinel (with TLS when `tls`); nothing is contacted yet.
-    /// `None` without Sentinel.
-    pub fn new(
-        config: &SentinelConfig,
-        dialer: Dialer,
-        tls: bool,
-        timeout: Duration,
-    ) -> Result<Option<Self>, RedisError> {
+    /// Prepares a connection per Sentinel (with TLS if `dialer` speaks it); nothing is
+    /// contacted yet. `None` without Sentinel.
+    pub fn new(config: &SentinelConfig, dialer: Dialer) -> Result<Option<Self>, RedisError> {
         let Some((addresses, master)) = config.enabled() else {
             return Ok(None);
         };
         let nodes = addresses
             .iter()
             .map(|address| {
-                let (host, port) = (address.host.clone(), address.port);
-                let addr = match tls {
-                    true => ConnectionAddr::TcpTls {
-                        host,
-                        port,
-                        insecure: false,
-                        tls_params: None,
-                    },
-                    false => ConnectionAddr::Tcp(host, port),
-                };
+                let addr = dialer.address(address.host.clone(), address.port);
                 let mut info = addr.into_connection_info()?;
                 let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
                 if let Some(username) = &config.username {
@@ -107,7 +88,6 @@ impl Sentinels {
             dialer,
             master: master.to_owned(),
             first: 0,
-            timeout,
         }))
     }
 
@@ -145,7 +125,7 @@ impl Sentinels {
     }
 
     async fn ask(&mut self, index: usize) -> Result<HostPort, SentinelError> {
-        let timeout = self.timeout;
+        let timeout = self.dialer.timeout();
         let master = self.master.clone();
         let node = &mut self.nodes[index];
         let sentinel = node.address.clone();
