@@ -3,8 +3,8 @@
 # processes started in it, cleaned up on exit; free ports; waiting for a server; a private
 # redis-server without persistence; the service under load and the wrk arguments of each case
 # (bench/run and bench/profile), and the same with TLS to Redis (bench/run). Sets `work`,
-# `redis_port` and `redis_pid` once start_redis has run, and `service_pid` and `base` once
-# start_service has.
+# `redis_port` and `redis_pid` once start_redis has run, and `service_pid`, `base` and
+# `admin_base` once start_service has.
 
 work=$(mktemp -d -t "timestamp-api-$(basename "$0").XXXXXX")
 pids=()
@@ -69,9 +69,13 @@ start_redis() {
     wait_for redis-server 10 redis_cli ping
 }
 
-# start_service BINARY: the service with its default configuration against the private Redis
-# (start_redis first), its access log in $work; a stored name `bench` and 150 more, so that a
-# page of 100 is full.
+# Variables (NAME=value) that start_service adds to the service's environment, such as the
+# [traces] keys of bench/run's traced rows.
+service_env=()
+
+# start_service BINARY: the service with its default configuration (and `service_env`) against
+# the private Redis (start_redis first), its access log in $work; a stored name `bench` and 150
+# more, so that a page of 100 is full. Sets `admin_base` to its admin listener.
 start_service() {
     local api_port admin_port
     api_port=$(free_port)
@@ -81,12 +85,13 @@ start_service() {
         tls=(TSAPI_REDIS__URL="rediss://127.0.0.1:$redis_port/0" TSAPI_REDIS__TLS__CA_FILE="$redis_tls/ca.crt")
     fi
     env TSAPI_LISTEN="127.0.0.1:$api_port" TSAPI_ADMIN_LISTEN="127.0.0.1:$admin_port" \
-        TSAPI_REDIS__URL="redis://127.0.0.1:$redis_port/0" "${tls[@]}" \
+        TSAPI_REDIS__URL="redis://127.0.0.1:$redis_port/0" "${tls[@]}" "${service_env[@]}" \
         "$1" >>"$work/access.log" 2>>"$work/service.err" &
     service_pid=$!
     pids+=("$service_pid")
     base=http://127.0.0.1:$api_port
-    wait_for "the service" 10 curl -fsS "http://127.0.0.1:$admin_port/readyz"
+    admin_base=http://127.0.0.1:$admin_port
+    wait_for "the service" 10 curl -fsS "$admin_base/readyz"
     curl -fsS -X PUT "$base/v1/timestamps/bench" >/dev/null
     # The commands come on stdin, so redis_cli gets no arguments here (SC2119).
     # shellcheck disable=SC2119

@@ -43,6 +43,7 @@ let
       string = types.str;
       integer =
         if key ? minimum && key ? maximum then types.ints.between key.minimum key.maximum else types.int;
+      number = types.number;
       enum = types.enum key.values;
       inherit duration;
       socket-address = hostPort;

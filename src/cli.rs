@@ -146,8 +146,15 @@ fn check(url: &str) -> ExitCode {
 }
 
 fn serve(config: &Config) -> ExitCode {
+    let traces = match telemetry::traces::Pipeline::new(&config.traces) {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("timestamp-api: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Held to the end: dropping it writes out the log lines still queued.
-    let _log_writer = telemetry::init(config);
+    let _log_writer = telemetry::init(config, traces.as_ref());
     tracing::info!(
         version = version::VERSION,
         git_sha = version::GIT_SHA,
@@ -168,9 +175,13 @@ fn serve(config: &Config) -> ExitCode {
     };
     runtime.block_on(async {
         let signal = shutdown::signal();
+        let exporting = traces.map(telemetry::traces::Pipeline::start);
         match App::bind(config).await {
             Ok(app) => {
-                app.run(signal).await;
+                let deadline = app.run(signal).await;
+                if let Some(exporting) = exporting {
+                    exporting.flush(deadline).await;
+                }
                 ExitCode::SUCCESS
             }
             Err(error) => {

@@ -210,6 +210,7 @@ struct Inner {
     // Process-wide counts kept by `telemetry`, copied in at each scrape.
     panics: IntCounter,
     log_lines_dropped: IntCounter,
+    trace_spans: IntCounterVec,
     /// Held while those are copied in, so that two concurrent scrapes cannot both add.
     catching_up: Mutex<()>,
 }
@@ -400,6 +401,12 @@ impl Metrics {
             "timestamp_api_log_lines_dropped_total",
             "Log lines dropped because the log sink (stdout) did not keep up.",
         );
+        let trace_spans = registrar.counters(
+            "timestamp_api_trace_spans_total",
+            "Spans by outcome: exported to traces.endpoint, dropped (the export queue was full, \
+             or still held at the shutdown deadline) or failed (their export failed).",
+            &["outcome"],
+        );
         registrar
             .gauges(
                 "timestamp_api_build_info",
@@ -432,6 +439,7 @@ impl Metrics {
             response_buffer_bytes,
             panics,
             log_lines_dropped,
+            trace_spans,
             catching_up: Mutex::new(()),
         }))
     }
@@ -569,6 +577,11 @@ impl Metrics {
                 &self.0.log_lines_dropped,
                 telemetry::output::dropped_lines(),
             );
+            if telemetry::traces::enabled() {
+                for (outcome, total) in telemetry::traces::span_counts() {
+                    catch_up(&self.0.trace_spans.with_label_values(&[outcome]), total);
+                }
+            }
         }
         let mut buffer = Vec::new();
         let mut families = self.0.registry.gather();

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -140,8 +140,9 @@ impl App {
 
     /// Serves until `signal` completes, then: readiness turns 503, serving goes on for the
     /// drain delay, the listeners close, in-flight requests get up to the shutdown timeout, and
-    /// the Redis connection is closed.
-    pub async fn run(self, signal: impl Future<Output = ()>) {
+    /// the Redis connection is closed. Returns the shutdown's deadline (the listeners' closing
+    /// plus the shutdown timeout), which what else must finish (the trace export) keeps to.
+    pub async fn run(self, signal: impl Future<Output = ()>) -> Instant {
         let Self {
             store,
             metrics,
@@ -163,6 +164,7 @@ impl App {
                 routes: crate::api::routes(store.clone(), cursor_key, response_budget),
                 metrics: metrics.clone(),
                 access_log: AccessLog::Info,
+                traced: true,
             },
             Connections::new(limits, metrics.listener("api")),
             stopped.clone(),
@@ -174,6 +176,7 @@ impl App {
                 routes: crate::admin::routes(store.clone(), metrics.clone(), draining.clone()),
                 metrics: metrics.clone(),
                 access_log: AccessLog::Debug,
+                traced: false,
             },
             Connections::new(limits, metrics.listener("admin")),
             stopped,
@@ -192,10 +195,12 @@ impl App {
                 "closing the listeners; finishing in-flight requests"
             );
             let _ = stop.send(());
+            Instant::now() + shutdown_timeout
         };
-        tokio::join!(api, admin, sequence);
+        let ((), (), deadline) = tokio::join!(api, admin, sequence);
         drop(store);
         tracing::info!("stopped; Redis connection closed");
+        deadline
     }
 }
 

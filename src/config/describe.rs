@@ -17,6 +17,9 @@ pub struct KeyDescription {
     pub key: String,
     /// `TSAPI_REDIS__SENTINEL__ADDRESSES`.
     pub env: String,
+    /// The OpenTelemetry variable that also sets it (`OTEL_SERVICE_NAME`), if one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otel_env: Option<&'static str>,
     pub kind: Kind,
     /// The accepted values of an `enum`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -38,6 +41,8 @@ pub struct KeyDescription {
 pub enum Kind {
     String,
     Integer,
+    /// A decimal number, such as `0.25`.
+    Number,
     Enum,
     /// humantime: `250ms`, `10s`, `1m 30s`.
     Duration,
@@ -79,6 +84,7 @@ fn section(root: &Value, schema: &Value, prefix: &str, keys: &mut Vec<KeyDescrip
                 "{ENV_PREFIX}{}",
                 key.replace('.', "__").to_ascii_uppercase()
             ),
+            otel_env: super::traces::otel_variable(&key),
             kind: kind_of(target),
             values: target["enum"]
                 .as_array()
@@ -123,6 +129,7 @@ fn kind_of(schema: &Value) -> Kind {
         Some("credential-file") => Kind::CredentialFile,
         _ if schema.get("enum").is_some() => Kind::Enum,
         _ if schema["type"] == "integer" => Kind::Integer,
+        _ if schema["type"] == "number" => Kind::Number,
         _ => Kind::String,
     }
 }
@@ -162,10 +169,13 @@ mod tests {
             if let (Some(minimum), Some(maximum)) = (key.minimum, key.maximum) {
                 meaning.push_str(&format!(" From {minimum} to {maximum}."));
             }
+            let variables = match key.otel_env {
+                Some(otel) => format!("`{}` or `{otel}`", key.env),
+                None => format!("`{}`", key.env),
+            };
             table.push_str(&format!(
-                "| `{}` | `{}` | {default} | {} |\n",
+                "| `{}` | {variables} | {default} | {} |\n",
                 key.key,
-                key.env,
                 meaning.replace('|', "\\|")
             ));
         }
@@ -200,6 +210,16 @@ mod tests {
         assert_eq!(find("redis.tls.ca_file").kind, Kind::CredentialFile);
         assert_eq!(find("redis.password_file").default, None);
         assert_eq!(find("log_format").values, ["json", "text"]);
+        let ratio = find("traces.sampler_arg");
+        assert_eq!(
+            (ratio.kind, ratio.otel_env),
+            (Kind::Number, Some("OTEL_TRACES_SAMPLER_ARG"))
+        );
+        assert_eq!(
+            find("traces.endpoint").otel_env,
+            Some("OTEL_EXPORTER_OTLP_ENDPOINT")
+        );
+        assert_eq!(find("traces.queue_size").otel_env, None);
         assert!(find("log_format").description.starts_with("`json`"));
         // Held secrets are not keys; every key has a description.
         assert!(

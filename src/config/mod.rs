@@ -23,11 +23,13 @@ mod redis;
 mod secret;
 #[cfg(test)]
 mod tests;
+mod traces;
 
 pub use self::redis::{HostPort, RedisConfig, SentinelConfig, TlsConfig};
 pub use describe::describe;
 pub use secret::Secret;
 use secret::read_secret_file;
+pub use traces::{Sampler, TracesConfig};
 
 use crate::api;
 
@@ -126,6 +128,7 @@ pub struct Config {
     #[serde(skip)]
     pub cursor_key: Option<Secret>,
     pub redis: RedisConfig,
+    pub traces: TracesConfig,
 }
 
 /// `json` (one object per line, for machines) or `text` (for humans).
@@ -152,6 +155,7 @@ impl Default for Config {
             cursor_key_file: None,
             cursor_key: None,
             redis: RedisConfig::default(),
+            traces: TracesConfig::default(),
         }
     }
 }
@@ -190,8 +194,9 @@ impl FileOrigin {
 }
 
 impl Config {
-    /// Loads the layers (defaults, then `file`, then the process environment), checks the
-    /// result and reads the secret files.
+    /// Loads the layers (defaults, then `file`, then the `OTEL_*` variables of
+    /// `traces::OTEL_VARIABLES`, then the `TSAPI_*` ones), checks the result and reads the
+    /// secret files.
     pub fn load(file: Option<(&Path, FileOrigin)>) -> Result<Self, ConfigError> {
         let mut figment = Figment::new();
         if let Some((path, origin)) = file {
@@ -204,7 +209,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         let environment = Env::prefixed(ENV_PREFIX).split("__").ignore(&NOT_KEYS);
-        Self::from_figment(&figment.merge(environment))
+        Self::from_figment(&figment.merge(traces::OtelEnvironment).merge(environment))
     }
 
     /// Extracts a configuration from already layered sources, checks it and reads its secrets.
@@ -267,7 +272,8 @@ impl Config {
                 ));
             }
         }
-        self.redis.check(&invalid)
+        self.redis.check(&invalid)?;
+        self.traces.check(&invalid)
     }
 
     /// Reads the files named by `cursor_key_file`, `redis.password_file` and
@@ -358,6 +364,10 @@ fn origin_of(figment: &Figment, key: &str) -> String {
     };
     match &metadata.source {
         Some(figment::Source::File(path)) => format!("file {}", path.display()),
+        _ if metadata.name == traces::OTEL_LAYER_NAME => format!(
+            "environment variable {}",
+            traces::otel_variable(key).unwrap_or("OTEL_*")
+        ),
         _ => format!(
             "environment variable {ENV_PREFIX}{}",
             key.replace('.', "__").to_ascii_uppercase()

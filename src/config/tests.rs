@@ -546,3 +546,84 @@ fn tls_mistakes_are_refused_naming_the_key_and_never_quoting_the_key_file() {
         assert!(!error.contains("c2VjcmV0"), "{error}");
     }
 }
+
+#[test]
+fn traces_are_off_by_default_and_the_otel_variables_turn_them_on() {
+    Jail::expect_with(|jail| {
+        let config = load_in(jail, None).unwrap();
+        assert_eq!(config.traces, TracesConfig::default());
+        assert_eq!(config.traces.traces_url(), None);
+        // Empty is unset, as the OpenTelemetry specification reads its variables.
+        jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "");
+        jail.set_env("OTEL_TRACES_SAMPLER", "");
+        assert_eq!(load_in(jail, None).unwrap().traces, TracesConfig::default());
+
+        jail.create_file(
+            "t.toml",
+            "[traces]\nservice_name = \"from-file\"\nsampler_arg = 0.5\n",
+        )?;
+        jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+        jail.set_env("OTEL_SERVICE_NAME", "from-otel");
+        jail.set_env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio");
+        jail.set_env("OTEL_TRACES_SAMPLER_ARG", "0.25");
+        let config = load_in(jail, Some("t.toml")).unwrap();
+        assert_eq!(
+            config.traces.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        // The standard variables win over the file, the service's own over both.
+        assert_eq!(config.traces.service_name.as_deref(), Some("from-otel"));
+        assert_eq!(config.traces.sampler, Sampler::ParentbasedTraceIdRatio);
+        assert_eq!(config.traces.sampler_arg, 0.25);
+        jail.set_env("TSAPI_TRACES__SAMPLER_ARG", "1");
+        assert_eq!(
+            load_in(jail, Some("t.toml")).unwrap().traces.sampler_arg,
+            1.0
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_trace_settings_name_the_otel_variable_they_came_from() {
+    for (variable, value, expected) in [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://collector:4318",
+            "traces.endpoint (from environment variable OTEL_EXPORTER_OTLP_ENDPOINT): https://",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "grpc",
+            "traces.protocol (from environment variable OTEL_EXPORTER_OTLP_PROTOCOL)",
+        ),
+        (
+            "OTEL_TRACES_SAMPLER",
+            "jaeger_remote",
+            "traces.sampler (from environment variable OTEL_TRACES_SAMPLER)",
+        ),
+        (
+            "OTEL_TRACES_SAMPLER_ARG",
+            "1.5",
+            "traces.sampler_arg (from environment variable OTEL_TRACES_SAMPLER_ARG): must be a ratio",
+        ),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "team",
+            "traces.resource_attributes (from environment variable OTEL_RESOURCE_ATTRIBUTES)",
+        ),
+        (
+            "TSAPI_TRACES__QUEUE_SIZE",
+            "0",
+            "traces.queue_size (from environment variable TSAPI_TRACES__QUEUE_SIZE)",
+        ),
+        (
+            "TSAPI_TRACES__EXPORT_TIMEOUT",
+            "0s",
+            "traces.export_timeout (from environment variable TSAPI_TRACES__EXPORT_TIMEOUT)",
+        ),
+    ] {
+        let error = refusal(&[(variable, value)], None);
+        assert!(error.starts_with(expected), "{variable}={value}: {error}");
+    }
+}

@@ -18,7 +18,7 @@ use super::limits::{
 };
 use super::{HttpError, Route};
 use crate::metrics::Metrics;
-use crate::telemetry::{self, REQUEST_ID_HEADER};
+use crate::telemetry::{self, REQUEST_ID_HEADER, traces};
 
 /// Where a listener's access-log lines go: the API's at info, the admin listener's (probes and
 /// scrapes, every few seconds) at debug.
@@ -37,6 +37,9 @@ pub struct Observed<F> {
     pub routes: F,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// Whether its requests are traced when tracing is on: the API's are, the admin
+    /// listener's probes and scrapes are not.
+    pub traced: bool,
 }
 
 impl<F> hyper::service::Service<Request<Incoming>> for Observed<F>
@@ -52,10 +55,23 @@ where
         let start = Instant::now();
         let request_id = telemetry::request_id(request.headers());
         let method = request.method().clone();
-        let span = tracing::info_span!(
-            "request",
-            request_id = request_id.to_str().unwrap_or_default()
-        );
+        let recorded = self
+            .traced
+            .then(|| {
+                traces::request_span(
+                    request_id.to_str().unwrap_or_default(),
+                    &method,
+                    request.version(),
+                    request.headers(),
+                )
+            })
+            .flatten();
+        let span = recorded.clone().unwrap_or_else(|| {
+            tracing::info_span!(
+                "request",
+                request_id = request_id.to_str().unwrap_or_default()
+            )
+        });
         let routes = self.routes.clone();
         let (metrics, access_log) = (self.metrics.clone(), self.access_log);
         let handled = async move {
@@ -70,6 +86,10 @@ where
             let route = Route::of(&response).0;
             let status = response.status();
             metrics.observe_request(&method, route, status, elapsed);
+            if let Some(recorded) = &recorded {
+                let template = (route != Route::UNMATCHED.0).then_some(route);
+                traces::finish_request(recorded, &method, template, status);
+            }
             // Microsecond resolution is plenty, and keeps the log lines short.
             let latency_ms = elapsed.as_micros() as f64 / 1000.0;
             // A method over the limit was refused; it is logged cut to the limit, never whole.

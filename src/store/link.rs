@@ -35,6 +35,17 @@ pub enum Trouble {
     Lost,
 }
 
+impl Trouble {
+    /// The span event a request that saw it records.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Self::Slow => "redis.no_answer_in_time",
+            Self::Readonly => "redis.primary_moved",
+            Self::Lost => "redis.connection_lost",
+        }
+    }
+}
+
 /// Where the primary is to be found.
 pub enum Target {
     /// Always this address (`redis.url`); a fresh connection resolves its name again.

@@ -24,11 +24,13 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo, RedisError, ToRedisArgs};
+use tracing::Instrument;
 
 use crate::config::RedisConfig;
 use crate::cursor::Cursor;
 use crate::domain::{Name, Timestamp};
 use crate::metrics::Metrics;
+use crate::telemetry::traces;
 use crate::tls::{MaterialError, Tls};
 
 mod connector;
@@ -294,6 +296,22 @@ impl Store {
                     .connected(bad)
                     .await
                     .ok_or(StoreError::Disconnected)?;
+                if bad != 0 {
+                    traces::event("redis.reconnected", || {
+                        vec![
+                            ("redis.connection.generation", (generation as i64).into()),
+                            (
+                                "server.address",
+                                self.link
+                                    .primary()
+                                    .as_deref()
+                                    .unwrap_or("")
+                                    .to_owned()
+                                    .into(),
+                            ),
+                        ]
+                    });
+                }
                 used = Some(generation);
                 // Reads on the shared connection, writes on theirs (the same one unless each
                 // write waits for replicas).
@@ -326,6 +344,9 @@ impl Store {
                     return Err(error.into());
                 };
                 self.link.report(generation, trouble);
+                traces::event(trouble.event_name(), || {
+                    vec![("redis.connection.generation", (generation as i64).into())]
+                });
                 if trouble == Trouble::Lost && resend == Resend::IfNotApplied {
                     return Err(error.into());
                 }
@@ -336,6 +357,9 @@ impl Store {
         outcome.unwrap_or_else(|_| {
             if let Some(generation) = used {
                 self.link.report(generation, Trouble::Slow);
+                traces::event(Trouble::Slow.event_name(), || {
+                    vec![("redis.connection.generation", (generation as i64).into())]
+                });
             }
             match self.link.failure() {
                 Some(cause) => Err(StoreError::Unreachable {
@@ -355,11 +379,20 @@ struct Attempt<'s> {
 }
 
 impl Attempt<'_> {
-    /// Sends one command, timing it by name (the metric label) and counting failures.
+    /// Sends one command, timing it by name (the metric label), counting failures, and in a
+    /// span of its own when tracing is on.
     async fn query<T: FromRedisValue>(&mut self, command: RedisCommand) -> Result<T, StoreError> {
+        let span = traces::redis_span(command.name, || self.store.link.primary());
         let timer = self.store.metrics.time_redis(command.name);
-        let result = command.cmd.query_async(&mut self.connection).await;
+        let result = command
+            .cmd
+            .query_async(&mut self.connection)
+            .instrument(span.clone())
+            .await;
         timer.finish(result.is_ok());
+        if result.is_err() {
+            traces::failed(&span);
+        }
         Ok(result?)
     }
 }

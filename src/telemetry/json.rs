@@ -1,6 +1,7 @@
 //! The JSON-lines event format: one object per line with `timestamp`, `level`, `target`,
-//! `message`, the event's fields at the top level, and `span` holding the current span's fields
-//! (the request id).
+//! `message`, the event's fields at the top level, `trace_id` and `span_id` inside a traced
+//! request, and `span` holding the current span's fields (the request id; the `otel.*` fields
+//! that steer the trace layer are left out).
 //!
 //! Written by hand because the access log is on the hot path: tracing-subscriber's JSON format
 //! stores span fields as a JSON string and parses it back for every event, which cost a
@@ -42,6 +43,8 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let metadata = event.metadata();
+        // Before the span's extensions are borrowed below: this locks the trace layer's.
+        let trace = super::traces::current_ids();
         writer.write_str("{\"timestamp\":\"")?;
         write_utc_now(&mut writer)?;
         // Pieces rather than `write!`: the formatting machinery cost more than the copies.
@@ -52,6 +55,13 @@ where
         let mut fields = Fields::new(&mut writer, false);
         event.record(&mut fields);
         fields.result?;
+        if let Some((trace_id, span_id)) = trace {
+            writer.write_str(",\"trace_id\":\"")?;
+            writer.write_str(&trace_id)?;
+            writer.write_str("\",\"span_id\":\"")?;
+            writer.write_str(&span_id)?;
+            writer.write_char('"')?;
+        }
         if let Some(span) = ctx.lookup_current() {
             writer.write_str(",\"span\":{\"name\":\"")?;
             writer.write_str(span.name())?;
@@ -114,7 +124,7 @@ impl<'a, W: fmt::Write> Fields<'a, W> {
     }
 
     fn pair(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
-        if self.result.is_err() {
+        if self.result.is_err() || field.name().starts_with("otel.") {
             return;
         }
         let separator = if std::mem::take(&mut self.first) {

@@ -10,13 +10,18 @@
 
 mod json;
 pub mod output;
+pub mod traces;
 
 use std::io::IsTerminal;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use tracing_subscriber::EnvFilter;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 use warp::http::{HeaderMap, HeaderValue};
 
 use crate::config::{Config, LogFormat};
@@ -26,30 +31,94 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest incoming request id kept; a longer or odd one is replaced by a generated id.
 const REQUEST_ID_MAX_LEN: usize = 64;
 
-/// Installs the global subscriber and the panic hook. The filter was validated with the
-/// configuration, so an error here means a subscriber is already installed (a second call in
-/// one process). Keep the guard until exit: dropping it writes out the queued lines.
-pub fn init(config: &Config) -> output::WriterGuard {
+/// Installs the global subscriber (with the OpenTelemetry layer when `traces` is given) and
+/// the panic hook. The filter was validated with the configuration, so an error here means a
+/// subscriber is already installed (a second call in one process). Keep the guard until exit:
+/// dropping it writes out the queued lines.
+pub fn init(config: &Config, traces: Option<&traces::Pipeline>) -> output::WriterGuard {
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let guard = output::start();
-    let installed = match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .fmt_fields(json::JsonFields)
-            .event_format(json::JsonLines)
-            .with_env_filter(filter)
-            .with_writer(output::Stdout)
-            .try_init(),
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_ansi(std::io::stdout().is_terminal())
-            .with_env_filter(filter)
-            .with_writer(output::Stdout)
-            .try_init(),
+    // Without traces, the log filter is global, as cheap as a filter gets. With them, each
+    // layer has its own: the log's filter still decides what is logged (and it never sees the
+    // Redis spans), and the traces see the request and Redis spans and the warnings inside
+    // them, whatever the log level.
+    let installed = match traces {
+        None => with_log_layer!(config.log_format, |log| {
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(log)
+                .try_init()
+        }),
+        Some(traces) => with_log_layer!(config.log_format, |log| {
+            tracing_subscriber::registry()
+                .with(log.with_filter(logged(filter)))
+                .with(trace_layer(traces))
+                .try_init()
+        }),
     };
     if let Err(error) = installed {
         eprintln!("timestamp-api: logging was already set up: {error}");
     }
     log_panics();
     guard
+}
+
+/// Runs `$install` with `$log` bound to the fmt layer of `$format` (the two are of different
+/// types, and so is each subscriber they end up in).
+macro_rules! with_log_layer {
+    ($format:expr, |$log:ident| $install:expr) => {
+        match $format {
+            LogFormat::Json => {
+                let $log = tracing_subscriber::fmt::layer()
+                    .with_writer(output::Stdout)
+                    .fmt_fields(json::JsonFields)
+                    .event_format(json::JsonLines);
+                $install
+            }
+            LogFormat::Text => {
+                let $log = tracing_subscriber::fmt::layer()
+                    .with_writer(output::Stdout)
+                    .with_ansi(std::io::stdout().is_terminal());
+                $install
+            }
+        }
+    };
+}
+use with_log_layer;
+
+/// What the log takes when traces are on: what `filter` enables, less the Redis spans.
+fn logged<S>(filter: EnvFilter) -> impl tracing_subscriber::layer::Filter<S> {
+    filter.and(filter_fn(|metadata| !is_trace_only(metadata)))
+}
+
+/// The OpenTelemetry layer: the spans of `traces::SPANS`, and the warnings and errors logged
+/// inside them as span events.
+fn trace_layer<S>(traces: &traces::Pipeline) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    let traced = filter_fn(|metadata| {
+        metadata.target() == traces::SPANS
+            || (metadata.is_event()
+                && metadata.target().starts_with("timestamp_api")
+                && *metadata.level() <= Level::WARN)
+    });
+    tracing_opentelemetry::layer()
+        .with_tracer(traces.tracer.clone())
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_level(false)
+        .with_tracked_inactivity(false)
+        // Parents come from the tracing span tree; nothing here reads OpenTelemetry's current
+        // context, and attaching it at every poll of a request was a cost for no one.
+        .with_context_activation(false)
+        .with_filter(traced)
+}
+
+/// The Redis spans: children of the request span that only traces need.
+fn is_trace_only(metadata: &Metadata<'_>) -> bool {
+    metadata.target() == traces::SPANS && metadata.name() == "redis"
 }
 
 static PANICS: AtomicU64 = AtomicU64::new(0);

@@ -16,3 +16,4 @@ mod replicas;
 mod sentinel;
 mod timestamps;
 mod tls;
+mod traces;

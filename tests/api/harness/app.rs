@@ -18,7 +18,7 @@ pub struct TestApp {
     pub admin: Client,
     /// The Redis the service uses: stop, pause or restart it, or look at what was stored.
     pub redis: RedisServer,
-    server: JoinHandle<()>,
+    server: JoinHandle<std::time::Instant>,
 }
 
 /// The service, configured as `TestApp::spawn` says, against a Redis of its own.
