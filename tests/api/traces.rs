@@ -13,7 +13,7 @@ use crate::harness::client::{Client, metric};
 use crate::harness::collector::{Behaviour, Collector, Received};
 use crate::harness::redis_server::RedisServer;
 use crate::harness::service_process::ServiceProcess;
-use crate::harness::timing::{eventually, slack};
+use crate::harness::timing::{HEAVY, eventually, slack};
 
 /// Spans are exported about a second after they end; this covers that with room.
 fn exported_within() -> Duration {
@@ -436,23 +436,33 @@ async fn a_request_that_saw_its_redis_connection_replaced_says_so_in_span_events
     );
 }
 
-/// `count` GETs one after the other; their 99th percentile latency.
-async fn p99(api: &Client, count: usize) -> Duration {
-    let mut latencies = Vec::with_capacity(count);
+/// The p99 latency of `count` GETs on each of two services, alternated request by request so
+/// that a stall of the machine falls on both series alike.
+async fn p99s(first: &Client, second: &Client, count: usize) -> (Duration, Duration) {
+    let (mut firsts, mut seconds) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for _ in 0..count {
-        let start = Instant::now();
-        let response = api.get("/v1/timestamps/probe").await;
-        latencies.push(start.elapsed());
-        assert_eq!(response.status, 404);
+        for (api, latencies) in [(first, &mut firsts), (second, &mut seconds)] {
+            let start = Instant::now();
+            let response = api.get("/v1/timestamps/probe").await;
+            latencies.push(start.elapsed());
+            assert_eq!(response.status, 404);
+        }
     }
-    latencies.sort();
-    latencies[count * 99 / 100]
+    let p99 = |latencies: &mut Vec<Duration>| {
+        latencies.sort();
+        latencies[count * 99 / 100]
+    };
+    (p99(&mut firsts), p99(&mut seconds))
 }
 
 /// The collector misbehaves: requests are as fast as with tracing off in the same run,
 /// spans beyond the queue are dropped and counted, failed exports are counted, and SIGTERM
 /// still ends the process within the shutdown timeout.
 async fn a_bad_collector_costs_requests_nothing(endpoint: String, collector: Option<&Collector>) {
+    // A p99 compared across two services: alone, or the machine-loading tests measure in it
+    // (seen in CI while the two services were measured one after the other: outliers of 90 to
+    // 240 ms beside the failover tests).
+    let _alone = HEAVY.lock().await;
     let redis = RedisServer::start();
     let untraced = ServiceProcess::against(&redis, &[]);
     let shutdown_timeout = Duration::from_secs(3);
@@ -467,13 +477,8 @@ async fn a_bad_collector_costs_requests_nothing(endpoint: String, collector: Opt
     );
     // Warm both up (connections to Redis made), then alternate, so that both see the same
     // machine.
-    p99(&untraced.api, 20).await;
-    p99(&service.api, 20).await;
-    let (mut off, mut on) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..3 {
-        off = off.max(p99(&untraced.api, 100).await);
-        on = on.max(p99(&service.api, 100).await);
-    }
+    p99s(&untraced.api, &service.api, 20).await;
+    let (off, on) = p99s(&untraced.api, &service.api, 300).await;
     // An export on the request path would add the export timeout (2 s) to requests.
     assert!(
         on <= off * 3 + Duration::from_millis(20),
