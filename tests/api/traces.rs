@@ -61,7 +61,10 @@ async fn access_log_line(service: &ServiceProcess, request_id: &str) -> Value {
 #[tokio::test]
 async fn an_incoming_traceparent_is_continued_down_to_each_redis_command_and_into_the_log() {
     let collector = Collector::start(Behaviour::Accept).await;
-    let redis = RedisServer::start();
+    // The replica syncs at once, not after the default 5 s wait for others to join the same
+    // diskless transfer, which the wait for it below could not cover under load (CI,
+    // 2026-12-03: "condition not met within 5s").
+    let redis = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
     let port = redis.port().to_string();
     let _replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
     let service = traced(
