@@ -1027,8 +1027,16 @@ async fn a_burst_of_full_pages_nobody_reads_stays_within_the_budget_and_memory_c
         page.status == 200 || page.header("content-type") == Some("application/problem+json"),
         "{page:?}"
     );
+    // Or, with the burst's reads queued on the one Redis connection, `unavailable`: the page's
+    // own reads not back within `redis.command_timeout` (once in CI, 2026-12-03). Either way a
+    // prompt 503 with a problem document, never a hang.
     if page.status != 200 {
-        page.assert_problem(503, "busy");
+        let problem = page.json();
+        let kind = problem["type"].as_str().unwrap_or_default();
+        assert!(
+            page.status == 503 && (kind.ends_with("#busy") || kind.ends_with("#unavailable")),
+            "{problem}"
+        );
     }
     drop(clients);
     println!(
