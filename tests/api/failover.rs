@@ -198,8 +198,9 @@ async fn service_for(
         ("TSAPI_LOG", "info,timestamp_api::access=warn".to_owned()),
     ];
     if let Some(timeout) = command_timeout {
-        let timeout = humantime::format_duration(timeout).to_string();
-        environment.push(("TSAPI_REDIS__COMMAND_TIMEOUT", timeout));
+        let format = |timeout| humantime::format_duration(timeout).to_string();
+        environment.push(("TSAPI_REDIS__COMMAND_TIMEOUT", format(timeout)));
+        environment.push(("TSAPI_REDIS__REPLICA_ACK_TIMEOUT", format(timeout / 2)));
     }
     if let Some(pki) = pki {
         let client = pki.loopback("service");
@@ -453,6 +454,10 @@ fn address(port: u16) -> String {
 /// hog). The service answered as specified; what these tests check after the restart is that
 /// it stays with the new primary, so they give a stall of the shared disk 1 s. Following the
 /// wrong node is still caught: `assert_followed` allows no change of primary but the failover.
+/// The same stall delays the other replica's acknowledgement of a write: once a write 7 s
+/// after the restart answered 503 not-replicated after the default 100 ms
+/// (`redis.replica_ack_timeout`; Redis 8.0, CI, 2026-12-03), so the replicas get half the
+/// command timeout.
 const SIGKILL_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
