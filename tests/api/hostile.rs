@@ -1031,12 +1031,7 @@ async fn a_burst_of_full_pages_nobody_reads_stays_within_the_budget_and_memory_c
     // own reads not back within `redis.command_timeout` (once in CI, 2026-12-03). Either way a
     // prompt 503 with a problem document, never a hang.
     if page.status != 200 {
-        let problem = page.json();
-        let kind = problem["type"].as_str().unwrap_or_default();
-        assert!(
-            page.status == 503 && (kind.ends_with("#busy") || kind.ends_with("#unavailable")),
-            "{problem}"
-        );
+        page.assert_problem_of(503, &["busy", "unavailable"]);
     }
     drop(clients);
     println!(

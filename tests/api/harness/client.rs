@@ -127,6 +127,11 @@ impl TestResponse {
 
     /// Asserts an RFC 9457 problem of the given status and type slug; returns the body.
     pub fn assert_problem(&self, status: u16, slug: &str) -> Value {
+        self.assert_problem_of(status, &[slug])
+    }
+
+    /// As `assert_problem`, for an answer that may be any one of `slugs`.
+    pub fn assert_problem_of(&self, status: u16, slugs: &[&str]) -> Value {
         assert_eq!(self.status.as_u16(), status, "body: {:?}", self.body);
         assert_eq!(
             self.header("content-type"),
@@ -137,8 +142,9 @@ impl TestResponse {
         assert!(
             body["type"]
                 .as_str()
-                .is_some_and(|kind| kind.ends_with(&format!("#{slug}"))),
-            "expected problem type {slug}: {body}"
+                .is_some_and(|kind| slugs.iter().any(|slug| kind.ends_with(&format!("#{slug}")))),
+            "expected problem type {}: {body}",
+            slugs.join(" or ")
         );
         assert!(
             body["title"]
