@@ -13,18 +13,25 @@ up:
 	scripts/ensure-tools redis-server
 	scripts/up
 
-# Unit and integration tests (the integration tests start their own redis-servers). Needs
-# cargo; installs redis-server if it is missing.
+# The integration test modules that only use the API and what it stored: the cluster pass runs
+# them again, unchanged, each against a Redis Cluster of its own (tests/api/harness/app.rs).
+CLUSTER_PASS = contract:: errors:: listing:: timestamps::
+
+# Unit and integration tests (the integration tests start their own redis-servers, and Redis
+# Clusters with redis-cli), then the cluster pass. Needs cargo; installs redis-server (which
+# brings redis-cli) if it is missing.
 test:
 	scripts/ensure-tools redis-server
 	cargo test --locked
+	TSAPI_TEST_REDIS=cluster cargo test --locked --test api -- $(CLUSTER_PASS)
 
-# The integration tests again, once against Redis 8.0 and once against Valkey 8.1: Debian 13's
-# packages, downloaded once into ~/.cache/timestamp-api/redis-matrix and run from there
-# (scripts/redis-matrix; docs/architecture.md, "Supported Redis servers"). Needs cargo, apt-get
-# and, the first time, the Debian archive.
+# The integration tests (and the cluster pass) again, once against Redis 8.0 and once against
+# Valkey 8.1: Debian 13's packages, downloaded once into ~/.cache/timestamp-api/redis-matrix and
+# run from there (scripts/redis-matrix; docs/architecture.md, "Supported Redis servers"). Needs
+# cargo, apt-get and, the first time, the Debian archive.
 test-matrix:
 	scripts/redis-matrix cargo test --locked --test api
+	scripts/redis-matrix env TSAPI_TEST_REDIS=cluster cargo test --locked --test api -- $(CLUSTER_PASS)
 
 # The served OpenAPI contract, tested by Schemathesis: the service on free ports with a private
 # redis-server, `st run …/openapi.json --checks all`, bounded in examples and time; any finding

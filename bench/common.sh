@@ -2,9 +2,9 @@
 # What bench/run and bench/instructions share, sourced by both: a temporary directory and the
 # processes started in it, cleaned up on exit; free ports; waiting for a server; a private
 # redis-server without persistence; the service under load and the wrk arguments of each case
-# (bench/run and bench/profile), and the same with TLS to Redis (bench/run). Sets `work`,
-# `redis_port` and `redis_pid` once start_redis has run, and `service_pid`, `base` and
-# `admin_base` once start_service has.
+# (bench/run and bench/profile), and the same with TLS to Redis or on a Redis Cluster
+# (bench/run). Sets `work`, `redis_port` and `redis_pid` once start_redis (or start_cluster) has
+# run, and `service_pid`, `base` and `admin_base` once start_service has.
 
 work=$(mktemp -d -t "timestamp-api-$(basename "$0").XXXXXX")
 pids=()
@@ -45,10 +45,16 @@ make_certificates() {
         -days 2 -extfile <(printf 'subjectAltName=IP:127.0.0.1\n') -out "$dir/tls.crt" 2>/dev/null
 }
 
+# Set by start_cluster: the seeds for TSAPI_REDIS__CLUSTER__ADDRESSES, which start_service
+# then passes, and redis_cli follows the cluster's redirections.
+cluster_seeds=""
+
 # redis_cli ARGS...: redis-cli to the private Redis, with TLS if it speaks TLS.
 redis_cli() {
     if [ -n "$redis_tls" ]; then
         redis-cli --tls --cacert "$redis_tls/ca.crt" -p "$redis_port" "$@"
+    elif [ -n "$cluster_seeds" ]; then
+        redis-cli -c -p "$redis_port" "$@"
     else
         redis-cli -p "$redis_port" "$@"
     fi
@@ -69,6 +75,37 @@ start_redis() {
     wait_for redis-server 10 redis_cli ping
 }
 
+# start_cluster: three redis-servers in cluster mode, without persistence or replicas (the bench
+# measures one shard's share of the work), joined by redis-cli --cluster create. Sets
+# `cluster_seeds`, and `redis_port` and `redis_pid` to the node that serves ts:bench, the key
+# of the GET and PUT cases.
+start_cluster() {
+    local ports=() port
+    declare -A node_pids=()
+    for _ in 1 2 3; do
+        port=$(free_port)
+        mkdir -p "$work/cluster-$port"
+        redis-server --port "$port" --bind 127.0.0.1 --dir "$work/cluster-$port" --save "" \
+            --appendonly no --cluster-enabled yes --cluster-config-file nodes.conf \
+            --cluster-port "$(free_port)" --logfile "$work/redis-$port.log" &
+        pids+=("$!")
+        node_pids[$port]=$!
+        ports+=("$port")
+        wait_for redis-server 10 redis-cli -p "$port" ping
+    done
+    redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >/dev/null
+    wait_for "the cluster" 10 sh -c "redis-cli -p ${ports[0]} cluster info | grep -q cluster_state:ok"
+    redis-cli -c -p "${ports[0]}" set ts:bench 1 >/dev/null
+    for port in "${ports[@]}"; do
+        if [ "$(redis-cli -p "$port" exists ts:bench)" = 1 ]; then
+            redis_port=$port
+            redis_pid=${node_pids[$port]}
+        fi
+    done
+    cluster_seeds=$(printf '127.0.0.1:%s,' "${ports[@]}")
+    cluster_seeds=${cluster_seeds%,}
+}
+
 # Variables (NAME=value) that start_service adds to the service's environment, such as the
 # [traces] keys of bench/run's traced rows.
 service_env=()
@@ -83,6 +120,8 @@ start_service() {
     local tls=()
     if [ -n "$redis_tls" ]; then
         tls=(TSAPI_REDIS__URL="rediss://127.0.0.1:$redis_port/0" TSAPI_REDIS__TLS__CA_FILE="$redis_tls/ca.crt")
+    elif [ -n "$cluster_seeds" ]; then
+        tls=(TSAPI_REDIS__CLUSTER__ADDRESSES="$cluster_seeds")
     fi
     env TSAPI_LISTEN="127.0.0.1:$api_port" TSAPI_ADMIN_LISTEN="127.0.0.1:$admin_port" \
         TSAPI_REDIS__URL="redis://127.0.0.1:$redis_port/0" "${tls[@]}" "${service_env[@]}" \

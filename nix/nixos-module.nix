@@ -263,6 +263,10 @@ in
             message = "services.timestamp-api.redis.sentinel: set both addresses and master, or neither.";
           }
           {
+            assertion = cfg.redis.cluster.addresses == null || cfg.redis.sentinel.addresses == null;
+            message = "services.timestamp-api.redis: set cluster.addresses or sentinel, not both.";
+          }
+          {
             assertion = lib.all (lib.hasPrefix "TSAPI_") (lib.attrNames cfg.extraEnvironment);
             message = ''
               services.timestamp-api.extraEnvironment: the service reads TSAPI_* variables only.
@@ -335,10 +339,11 @@ in
           {
             assertion =
               cfg.redis.sentinel.addresses == null
+              && cfg.redis.cluster.addresses == null
               && (cfg.redis.minReplicaAcks == null || cfg.redis.minReplicaAcks == 0);
             message = ''
-              services.timestamp-api.redis.createLocally runs one Redis, without Sentinels or
-              replicas: unset redis.sentinel and redis.minReplicaAcks.
+              services.timestamp-api.redis.createLocally runs one Redis, without Sentinels,
+              cluster or replicas: unset redis.sentinel, redis.cluster and redis.minReplicaAcks.
             '';
           }
         ];

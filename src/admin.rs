@@ -77,11 +77,12 @@ async fn readiness(store: Store, draining: Draining, metrics: Metrics) -> Respon
         // The error goes to the log; probes and whoever can reach them need only the verdict,
         // and the class of failure when the service cannot connect.
         store.ping().await.map_err(|error| {
-            tracing::warn!(%error, "not ready: Redis did not answer PING");
+            tracing::warn!(%error, "not ready: Redis did not answer the readiness check");
             match error {
                 StoreError::Unreachable { cause, .. } => {
                     format!("redis: cannot connect ({})", cause.label())
                 }
+                StoreError::ClusterDegraded(detail) => format!("redis cluster: {detail}"),
                 _ => "redis: no answer to PING in time".to_owned(),
             }
         })

@@ -1,12 +1,14 @@
 //! List cursors: where a listing resumes, and the signed, opaque text clients carry between
 //! pages.
 //!
-//! A cursor holds the SCAN position plus the names SCAN returned that did not fit on the
-//! previous page (SCAN's COUNT is a hint, and a reply may overshoot it by a few keys). Since
-//! those names come back on the next page, a cursor a client made up could make the service
-//! return whatever names it likes, as often as it likes. So every cursor carries an
-//! HMAC-SHA256 tag under a key the replicas share (`cursor_key_file`), and a cursor without a
-//! valid tag is refused: the service only resumes listings it started.
+//! On one node a cursor holds the SCAN position plus the names SCAN returned that did not fit
+//! on the previous page (SCAN's COUNT is a hint, and a reply may overshoot it by a few keys).
+//! On a cluster it holds a hash slot and the last name returned from it
+//! ([architecture.md](../docs/architecture.md#listing-a-cluster)). Since such names come back
+//! or steer the next page, a cursor a client made up could make the service return whatever
+//! names it likes, as often as it likes. So every cursor carries an HMAC-SHA256 tag under a key
+//! the replicas share (`cursor_key_file`), and a cursor without a valid tag is refused: the
+//! service only resumes listings it started.
 
 use std::collections::VecDeque;
 
@@ -21,17 +23,27 @@ use crate::domain::Name;
 /// The tag is HMAC-SHA256 cut to 128 bits: forging one still takes 2^128 tries.
 const TAG_BYTES: usize = 16;
 
-/// Bumped when the payload's layout changes, so that old cursors are refused cleanly.
-const CURSOR_VERSION: &str = "v2";
+/// Bumped when a payload's layout changes, so that old cursors are refused cleanly.
+const SCAN_VERSION: &str = "v2";
+const SLOTS_VERSION: &str = "s1";
+
+/// Redis Cluster's hash slots, 0 to 16383.
+pub const SLOTS: u16 = 16384;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub(crate) scan: ScanPosition,
-    pub(crate) pending: VecDeque<Name>,
+pub enum Cursor {
+    /// One node (a URL or Sentinel's primary): SCAN's position and the names carried over.
+    Scan {
+        scan: ScanPosition,
+        pending: VecDeque<Name>,
+    },
+    /// A cluster: every name in slots below `slot` was listed, and in `slot` every name up to
+    /// `after`, in byte order.
+    Slots { slot: u16, after: Option<Name> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ScanPosition {
+pub enum ScanPosition {
     Start,
     At(u64),
     Finished,
@@ -42,8 +54,9 @@ pub(crate) enum ScanPosition {
 pub struct CursorError;
 
 impl Cursor {
+    /// Where every listing starts, whatever the topology.
     pub fn start() -> Self {
-        Self {
+        Self::Scan {
             scan: ScanPosition::Start,
             pending: VecDeque::new(),
         }
@@ -72,15 +85,25 @@ impl CursorKey {
         ))
     }
 
-    /// Opaque to clients: URL-safe base64 of `v2:<scan position>:<pending names>` and its tag.
+    /// Opaque to clients: URL-safe base64 of `v2:<scan position>:<pending names>` (one node) or
+    /// `s1:<slot>:<last name>` (a cluster), and its tag.
     pub fn encode(&self, cursor: &Cursor) -> String {
-        let position = match cursor.scan {
-            ScanPosition::Start => "0".to_owned(),
-            ScanPosition::At(at) => at.to_string(),
-            ScanPosition::Finished => "end".to_owned(),
+        let payload = match cursor {
+            Cursor::Scan { scan, pending } => {
+                let position = match scan {
+                    ScanPosition::Start => "0".to_owned(),
+                    ScanPosition::At(at) => at.to_string(),
+                    ScanPosition::Finished => "end".to_owned(),
+                };
+                let pending: Vec<&str> = pending.iter().map(Name::as_str).collect();
+                format!("{SCAN_VERSION}:{position}:{}", pending.join(","))
+            }
+            Cursor::Slots { slot, after } => format!(
+                "{SLOTS_VERSION}:{slot}:{}",
+                after.as_ref().map_or("", Name::as_str)
+            ),
         };
-        let pending: Vec<&str> = cursor.pending.iter().map(Name::as_str).collect();
-        let mut bytes = format!("{CURSOR_VERSION}:{position}:{}", pending.join(",")).into_bytes();
+        let mut bytes = payload.into_bytes();
         let tag = self.tag(&bytes);
         bytes.extend_from_slice(&tag[..TAG_BYTES]);
         URL_SAFE_NO_PAD.encode(bytes)
@@ -109,22 +132,39 @@ impl CursorKey {
 fn parse(payload: &[u8]) -> Result<Cursor, CursorError> {
     let text = std::str::from_utf8(payload).map_err(|_| CursorError)?;
     let mut parts = text.splitn(3, ':');
-    let (Some(CURSOR_VERSION), Some(position), Some(pending)) =
-        (parts.next(), parts.next(), parts.next())
+    let (Some(version), Some(position), Some(rest)) = (parts.next(), parts.next(), parts.next())
     else {
         return Err(CursorError);
     };
-    let scan = match position {
-        "0" => ScanPosition::Start,
-        "end" => ScanPosition::Finished,
-        at => ScanPosition::At(at.parse().map_err(|_| CursorError)?),
-    };
-    let pending = pending
-        .split(',')
-        .filter(|name| !name.is_empty())
-        .map(|name| Name::parse(name).map_err(|_| CursorError))
-        .collect::<Result<_, _>>()?;
-    Ok(Cursor { scan, pending })
+    let name = |raw: &str| Name::parse(raw).map_err(|_| CursorError);
+    match version {
+        SCAN_VERSION => {
+            let scan = match position {
+                "0" => ScanPosition::Start,
+                "end" => ScanPosition::Finished,
+                at => ScanPosition::At(at.parse().map_err(|_| CursorError)?),
+            };
+            let pending = rest
+                .split(',')
+                .filter(|raw| !raw.is_empty())
+                .map(name)
+                .collect::<Result<_, _>>()?;
+            Ok(Cursor::Scan { scan, pending })
+        }
+        SLOTS_VERSION => {
+            let slot = position
+                .parse::<u16>()
+                .ok()
+                .filter(|slot| *slot < SLOTS)
+                .ok_or(CursorError)?;
+            let after = match rest {
+                "" => None,
+                raw => Some(name(raw)?),
+            };
+            Ok(Cursor::Slots { slot, after })
+        }
+        _ => Err(CursorError),
+    }
 }
 
 #[cfg(test)]
@@ -144,17 +184,25 @@ mod tests {
         let key = key("a key of at least thirty-two bytes!");
         for cursor in [
             Cursor::start(),
-            Cursor {
+            Cursor::Scan {
                 scan: ScanPosition::At(17),
                 pending: VecDeque::new(),
             },
-            Cursor {
+            Cursor::Scan {
                 scan: ScanPosition::At(u64::MAX),
                 pending: names(&["a", "b.c"]),
             },
-            Cursor {
+            Cursor::Scan {
                 scan: ScanPosition::Finished,
                 pending: names(&["left-over"]),
+            },
+            Cursor::Slots {
+                slot: 0,
+                after: None,
+            },
+            Cursor::Slots {
+                slot: SLOTS - 1,
+                after: Some(names(&["b.c"])[0].clone()),
             },
         ] {
             assert_eq!(key.decode(&key.encode(&cursor)), Ok(cursor));
@@ -163,7 +211,7 @@ mod tests {
 
     #[test]
     fn replicas_sharing_a_key_accept_each_others_cursors_and_no_one_else_does() {
-        let cursor = Cursor {
+        let cursor = Cursor::Scan {
             scan: ScanPosition::At(5),
             pending: names(&["x"]),
         };
@@ -185,7 +233,7 @@ mod tests {
     fn forged_or_altered_cursors_are_refused() {
         let key = key("a key of at least thirty-two bytes!");
         let issued = URL_SAFE_NO_PAD
-            .decode(key.encode(&Cursor {
+            .decode(key.encode(&Cursor::Scan {
                 scan: ScanPosition::At(3),
                 pending: names(&["a"]),
             }))
@@ -209,7 +257,18 @@ mod tests {
 
     #[test]
     fn signed_payloads_are_still_parsed_strictly() {
-        for bad in ["v1:0:", "v2:x:", "v2:-1:", "v2:1:a b", "v2:17"] {
+        for bad in [
+            "v1:0:",
+            "v2:x:",
+            "v2:-1:",
+            "v2:1:a b",
+            "v2:17",
+            "s1:16384:",
+            "s1:-1:",
+            "s1:3:a,b",
+            "s1:3",
+            "s2:3:",
+        ] {
             assert_eq!(parse(bad.as_bytes()), Err(CursorError), "{bad:?}");
         }
     }

@@ -29,5 +29,5 @@ mod version;
 
 pub use api::BODY_READ_TIMEOUT;
 pub use cli::main;
-pub use config::{Config, Secret};
+pub use config::{Config, HostPort, Secret};
 pub use server::App;

@@ -203,9 +203,9 @@ struct Inner {
     /// Made and described with the rest, but in a registry of their own that is exposed only
     /// once asked for (with Sentinel, where there are replicas to report on): elsewhere the
     /// series would read 0 and look like an outage.
-    replication: ReplicationGauges,
-    replication_registry: Registry,
-    replication_exposed: AtomicBool,
+    replication: Optional<ReplicationGauges>,
+    /// The same for the cluster's metrics, exposed only in cluster mode.
+    cluster: Optional<ClusterMetrics>,
     response_buffer_bytes: IntGauge,
     // Process-wide counts kept by `telemetry`, copied in at each scrape.
     panics: IntCounter,
@@ -308,7 +308,8 @@ impl RedisMetrics {
                 "Redis commands refused with an error reply, so not applied (the client got 503 \
                  store-refused), by cause: oom \
                  (maxmemory reached), misconf (cannot persist), noperm, noauth, noreplicas, \
-                 loading, busy, masterdown, wrongtype or other.",
+                 loading, busy, masterdown, wrongtype, clusterdown (a cluster that cannot \
+                 serve the slot) or other.",
                 &["cause"],
             ),
         }
@@ -353,6 +354,123 @@ impl ConnectionMetrics {
     }
 }
 
+/// Metrics of one mode: described with the rest, in a registry of their own that `render`
+/// includes from the first `expose` on.
+struct Optional<T> {
+    metrics: T,
+    registry: Registry,
+    exposed: AtomicBool,
+}
+
+impl<T: Clone> Optional<T> {
+    fn new(
+        catalogue: &mut Vec<MetricDescription>,
+        make: impl FnOnce(&mut Registrar<'_>) -> T,
+    ) -> Self {
+        let registry = Registry::new();
+        let mut registrar = Registrar {
+            registry: &registry,
+            catalogue: Vec::new(),
+        };
+        let metrics = make(&mut registrar);
+        catalogue.extend(registrar.catalogue);
+        Self {
+            metrics,
+            registry,
+            exposed: AtomicBool::new(false),
+        }
+    }
+
+    fn expose(&self) -> T {
+        self.exposed.store(true, Ordering::Relaxed);
+        self.metrics.clone()
+    }
+
+    fn gather(&self, families: &mut Vec<prometheus::proto::MetricFamily>) {
+        if self.exposed.load(Ordering::Relaxed) {
+            families.extend(self.registry.gather());
+        }
+    }
+}
+
+/// A redirection a cluster node answered with: the `kind` label of
+/// `timestamp_api_redis_cluster_redirections_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirection {
+    /// The slot lives elsewhere now (the slot map changed).
+    Moved,
+    /// The slot is being migrated and this key has already left.
+    Ask,
+}
+
+impl Redirection {
+    const fn label(self) -> &'static str {
+        match self {
+            Self::Moved => "moved",
+            Self::Ask => "ask",
+        }
+    }
+}
+
+/// The cluster mode's metrics (`redis.cluster.addresses`), by shard: the address of the primary
+/// that took the command, as the service's slot map had it.
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    commands: IntCounterVec,
+    redirections: IntCounterVec,
+    slot_map_refreshes: IntCounter,
+    ok: IntGauge,
+}
+
+impl ClusterMetrics {
+    fn new(registrar: &mut Registrar<'_>) -> Self {
+        Self {
+            commands: registrar.counters(
+                "timestamp_api_redis_cluster_commands_total",
+                "Only in cluster mode: keyed Redis commands (a write and its WAIT count once) \
+                 by shard (the primary's host:port) and outcome (ok or error: no answer, lost \
+                 connection or error reply).",
+                &["shard", "outcome"],
+            ),
+            redirections: registrar.counters(
+                "timestamp_api_redis_cluster_redirections_total",
+                "Only in cluster mode: MOVED and ASK answers (kind moved or ask), by the shard \
+                 that gave them; each is followed to the node it names.",
+                &["shard", "kind"],
+            ),
+            slot_map_refreshes: registrar.counter(
+                "timestamp_api_redis_cluster_slot_map_refreshes_total",
+                "Only in cluster mode: times the service read the slot map again because a \
+                 node answered MOVED or could not be reached.",
+            ),
+            ok: registrar.gauge(
+                "timestamp_api_redis_cluster_ok",
+                "Only in cluster mode: 1 if the last readiness check found the cluster ok, \
+                 every slot served and every shard's primary answering, else 0.",
+            ),
+        }
+    }
+
+    pub fn count_command(&self, shard: &str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.commands.with_label_values(&[shard, outcome]).inc();
+    }
+
+    pub fn count_redirection(&self, shard: &str, kind: Redirection) {
+        self.redirections
+            .with_label_values(&[shard, kind.label()])
+            .inc();
+    }
+
+    pub fn count_slot_map_refresh(&self) {
+        self.slot_map_refreshes.inc();
+    }
+
+    pub fn set_ok(&self, ok: bool) {
+        self.ok.set(i64::from(ok));
+    }
+}
+
 impl ReplicationGauges {
     fn new(registrar: &mut Registrar<'_>) -> Self {
         Self {
@@ -376,7 +494,6 @@ impl ReplicationGauges {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let replication_registry = Registry::new();
         let mut registrar = Registrar {
             registry: &registry,
             catalogue: Vec::new(),
@@ -416,15 +533,8 @@ impl Metrics {
             .with_label_values(&[version::VERSION, version::GIT_SHA])
             .set(1);
         let mut catalogue = registrar.catalogue;
-        let replication = {
-            let mut registrar = Registrar {
-                registry: &replication_registry,
-                catalogue: Vec::new(),
-            };
-            let gauges = ReplicationGauges::new(&mut registrar);
-            catalogue.extend(registrar.catalogue);
-            gauges
-        };
+        let replication = Optional::new(&mut catalogue, ReplicationGauges::new);
+        let cluster = Optional::new(&mut catalogue, ClusterMetrics::new);
         catalogue.extend(process_metrics(&registry));
         Self(Arc::new(Inner {
             registry,
@@ -434,8 +544,7 @@ impl Metrics {
             redis,
             connections,
             replication,
-            replication_registry,
-            replication_exposed: AtomicBool::new(false),
+            cluster,
             response_buffer_bytes,
             panics,
             log_lines_dropped,
@@ -560,8 +669,12 @@ impl Metrics {
 
     /// The replication gauges, exposed from the first call on (see `Inner::replication`).
     pub fn replication(&self) -> ReplicationGauges {
-        self.0.replication_exposed.store(true, Ordering::Relaxed);
-        self.0.replication.clone()
+        self.0.replication.expose()
+    }
+
+    /// The cluster mode's metrics, exposed from the first call on.
+    pub fn cluster(&self) -> ClusterMetrics {
+        self.0.cluster.expose()
     }
 
     /// The Prometheus text exposition of every metric.
@@ -585,10 +698,9 @@ impl Metrics {
         }
         let mut buffer = Vec::new();
         let mut families = self.0.registry.gather();
-        if self.0.replication_exposed.load(Ordering::Relaxed) {
-            families.extend(self.0.replication_registry.gather());
-            families.sort_by(|a, b| a.name().cmp(b.name()));
-        }
+        self.0.replication.gather(&mut families);
+        self.0.cluster.gather(&mut families);
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         if let Err(error) = TextEncoder::new().encode(&families, &mut buffer) {
             tracing::error!(%error, "cannot encode metrics");
         }

@@ -67,7 +67,9 @@ pub enum ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::CorruptValue { .. } => Self::Internal(error.to_string()),
+            StoreError::CorruptValue { .. } | StoreError::SlotTooLarge { .. } => {
+                Self::Internal(error.to_string())
+            }
             StoreError::NotReplicated { acked, wanted } => Self::NotReplicated { acked, wanted },
             StoreError::Refused { write, reason, .. } => Self::Refused {
                 operation: if write { "write" } else { "read" },
@@ -78,7 +80,8 @@ impl From<StoreError> for ApiError {
             | StoreError::Unreachable { .. }
             | StoreError::Redis(_)
             | StoreError::Tls(_)
-            | StoreError::Disconnected => Self::Unavailable(error),
+            | StoreError::Disconnected
+            | StoreError::ClusterDegraded(_) => Self::Unavailable(error),
         }
     }
 }

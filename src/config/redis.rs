@@ -1,5 +1,5 @@
-//! The `[redis]` section: where the data lives (a URL, or the primary that Sentinel names), how
-//! to authenticate, the timeouts, and how many replicas must have a write before it is
+//! The `[redis]` section: where the data lives (a URL, the primary that Sentinel names, or a
+//! Redis Cluster found from its seed nodes), how to authenticate, the timeouts, and how many replicas must have a write before it is
 //! acknowledged. Checked once at start-up, like the rest of the configuration.
 
 use std::fmt;
@@ -23,7 +23,8 @@ pub struct RedisConfig {
     /// `redis://host:port/db`, `rediss://host:port/db` (TLS, set up by `redis.tls`) or
     /// `redis+unix:///path/to/socket`. Must not contain a username or password. With Sentinel,
     /// only its scheme and database number are used: the address is the one Sentinel names,
-    /// and `rediss://` means TLS to the Sentinels and to every data node.
+    /// and `rediss://` means TLS to the Sentinels and to every data node. With
+    /// `redis.cluster.addresses`, only its scheme is used, and the database must be 0.
     pub url: String,
     /// ACL user to authenticate as on the data nodes; unset, Redis' `default` user.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +53,7 @@ pub struct RedisConfig {
     #[schemars(with = "String", extend("format" = "duration"))]
     pub command_timeout: Duration,
     pub sentinel: SentinelConfig,
+    pub cluster: ClusterConfig,
     pub tls: TlsConfig,
     /// Above 0, a PUT or DELETE is acknowledged only once that many replicas have it (Redis
     /// `WAIT`, sent right after the write on the same connection); otherwise the answer is
@@ -100,6 +102,21 @@ pub struct SentinelConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "secret-file"))]
     pub password_file: Option<PathBuf>,
+}
+
+/// The `[redis.cluster]` section: a Redis Cluster (or Valkey cluster) instead of one primary.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Seed nodes of a Redis Cluster, asked for the slot map at start and whenever it changes:
+    /// comma-separated `host:port` (`redis-0:6379,redis-1:6379`), or a TOML array of such
+    /// strings; any few nodes of the cluster will do. Set, the service runs in cluster mode
+    /// ([architecture.md](architecture.md#redis-cluster)), with `redis.username`,
+    /// `redis.password_file`, `redis.tls` and the timeouts as for one node; not with
+    /// `redis.sentinel`.
+    #[serde(deserialize_with = "addresses", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>", extend("format" = "host-port-list"))]
+    pub addresses: Vec<HostPort>,
 }
 
 /// The `[redis.tls]` section: whom to trust and what to show on the TLS connections a
@@ -154,6 +171,7 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_millis(250),
             command_timeout: Duration::from_millis(250),
             sentinel: SentinelConfig::default(),
+            cluster: ClusterConfig::default(),
             tls: TlsConfig::default(),
             min_replica_acks: 0,
             replica_ack_timeout: Duration::from_millis(100),
@@ -285,7 +303,47 @@ impl RedisConfig {
         }
 
         self.check_sentinel(refuse)?;
+        self.check_cluster(url.redis_settings().db(), refuse)?;
         self.check_replica_acks(refuse)
+    }
+
+    fn check_cluster(&self, database: i64, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {
+        if self.cluster.addresses.is_empty() {
+            return Ok(());
+        }
+        refuse_if_set(
+            &[
+                (
+                    "redis.sentinel.addresses",
+                    !self.sentinel.addresses.is_empty(),
+                ),
+                ("redis.tls.server_name", self.tls.server_name.is_some()),
+            ],
+            "cannot be used with redis.cluster.addresses (a cluster names its own nodes)",
+            refuse,
+        )?;
+        if database != 0 {
+            return Err(refuse(
+                "redis.url",
+                "must name database 0 (or none) with redis.cluster.addresses: a cluster has no \
+                 other"
+                    .into(),
+            ));
+        }
+        // A hash tag in the prefix would hash every key by the tag alone: one slot, one shard.
+        if let Some(open) = self.key_prefix.find('{')
+            && self.key_prefix[open + 1..]
+                .find('}')
+                .is_some_and(|len| len > 0)
+        {
+            return Err(refuse(
+                "redis.key_prefix",
+                "must not hold a {hash tag} with redis.cluster.addresses: every key would land \
+                 in one slot, on one shard"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn check_sentinel(&self, refuse: Refuse<'_>) -> Result<(), super::ConfigError> {

@@ -413,6 +413,80 @@ fn sentinel_and_replica_ack_mistakes_are_refused_naming_the_key() {
 }
 
 #[test]
+fn cluster_seeds_come_from_their_variable_and_misuse_is_refused_naming_the_key() {
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "TSAPI_REDIS__CLUSTER__ADDRESSES",
+            "redis-0:6379, redis-1:6379",
+        );
+        jail.set_env("TSAPI_REDIS__URL", "rediss://ignored:1");
+        let config = load_in(jail, None).unwrap();
+        let seeds: Vec<String> = config
+            .redis
+            .cluster
+            .addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(seeds, ["redis-0:6379", "redis-1:6379"]);
+        Ok(())
+    });
+    let cluster = ("TSAPI_REDIS__CLUSTER__ADDRESSES", "redis-0:6379");
+    for (variables, key, says) in [
+        (
+            &[
+                cluster,
+                ("TSAPI_REDIS__SENTINEL__ADDRESSES", "s:26379"),
+                ("TSAPI_REDIS__SENTINEL__MASTER", "m"),
+            ][..],
+            "redis.sentinel.addresses",
+            "cannot be used with redis.cluster.addresses",
+        ),
+        (
+            &[
+                cluster,
+                ("TSAPI_REDIS__URL", "rediss://x:1"),
+                ("TSAPI_REDIS__TLS__SERVER_NAME", "redis.example"),
+            ][..],
+            "redis.tls.server_name",
+            "cannot be used with redis.cluster.addresses",
+        ),
+        (
+            &[cluster, ("TSAPI_REDIS__URL", "redis://x:1/3")][..],
+            "redis.url",
+            "database 0",
+        ),
+        (
+            &[cluster, ("TSAPI_REDIS__KEY_PREFIX", "{ts}:")][..],
+            "redis.key_prefix",
+            "hash tag",
+        ),
+        (
+            &[("TSAPI_REDIS__CLUSTER__ADDRESSES", "redis-0")][..],
+            "redis.cluster.addresses",
+            "host:port",
+        ),
+    ] {
+        let error = refusal(variables, None);
+        assert!(
+            error.starts_with(&format!("{key} (from environment variable")) && error.contains(says),
+            "{error}"
+        );
+    }
+    // Braces that are no hash tag (empty, or never closed) hash the whole key, as Redis does.
+    for prefix in ["{}ts:", "ts{:"] {
+        let variables = [cluster, ("TSAPI_REDIS__KEY_PREFIX", prefix)];
+        Jail::expect_with(|jail| {
+            for (variable, value) in variables {
+                jail.set_env(variable, value);
+            }
+            load_in(jail, None).unwrap();
+            Ok(())
+        });
+    }
+}
+
+#[test]
 fn a_long_replica_ack_timeout_is_fine_while_no_wait_is_sent() {
     Jail::expect_with(|jail| {
         jail.set_env("TSAPI_REDIS__REPLICA_ACK_TIMEOUT", "200ms");

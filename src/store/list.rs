@@ -2,7 +2,7 @@
 //! one MGET. A page is read on one connection; if it is lost mid-way the page starts again on
 //! the next one (reading twice changes nothing).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use super::{Attempt, StoreError, command, decode_value};
 use crate::cursor::{Cursor, ScanPosition};
@@ -25,10 +25,11 @@ impl Attempt<'_> {
         limit: usize,
         cursor: Cursor,
     ) -> Result<Page, StoreError> {
-        let Cursor {
-            scan: mut position,
-            mut pending,
-        } = cursor;
+        // A cluster's cursor, brought over a change of topology, starts the listing again.
+        let (mut position, mut pending) = match cursor {
+            Cursor::Scan { scan, pending } => (scan, pending),
+            Cursor::Slots { .. } => (ScanPosition::Start, VecDeque::new()),
+        };
         let take = limit.min(pending.len());
         let mut names: Vec<Name> = pending.drain(..take).collect();
         // SCAN may return a key twice; a page and what it carries over never hold a name twice.
@@ -82,10 +83,11 @@ impl Attempt<'_> {
         }
 
         let items = self.values_of(names).await?;
-        let next = (position != ScanPosition::Finished || !pending.is_empty()).then_some(Cursor {
-            scan: position,
-            pending,
-        });
+        let next =
+            (position != ScanPosition::Finished || !pending.is_empty()).then_some(Cursor::Scan {
+                scan: position,
+                pending,
+            });
         Ok(Page { items, next })
     }
 
@@ -96,14 +98,24 @@ impl Attempt<'_> {
         }
         let keys: Vec<String> = names.iter().map(|name| self.store.key(name)).collect();
         let values: Vec<Option<String>> = self.query(command("MGET").arg(&keys)).await?;
-        let mut items = Vec::with_capacity(names.len());
-        for ((name, key), value) in names.into_iter().zip(&keys).zip(values) {
-            let Some(value) = value else { continue };
-            match decode_value(key, &value) {
-                Ok(timestamp) => items.push((name, timestamp)),
-                Err(error) => tracing::warn!(%error, "skipping a value that is not a timestamp"),
-            }
-        }
-        Ok(items)
+        Ok(listed_items(names, &keys, values))
     }
+}
+
+/// The names whose values MGET found, decoded; names removed meanwhile are left out, and a
+/// value that is not a timestamp is skipped with a warning rather than failing the page.
+pub(super) fn listed_items(
+    names: Vec<Name>,
+    keys: &[String],
+    values: Vec<Option<String>>,
+) -> Vec<(Name, Timestamp)> {
+    let mut items = Vec::with_capacity(names.len());
+    for ((name, key), value) in names.into_iter().zip(keys).zip(values) {
+        let Some(value) = value else { continue };
+        match decode_value(key, &value) {
+            Ok(timestamp) => items.push((name, timestamp)),
+            Err(error) => tracing::warn!(%error, "skipping a value that is not a timestamp"),
+        }
+    }
+    items
 }

@@ -9,7 +9,9 @@
 //!
 //! One multiplexed connection to the primary carries every request: concurrent commands are
 //! pipelined on it. `link.rs` keeps it (and finds the primary through Sentinel, `sentinel.rs`);
-//! `list.rs` reads pages. Every operation is bounded by `redis.command_timeout`, so a dead or
+//! `list.rs` reads pages. On a Redis Cluster, `cluster.rs` does all of that through the redis
+//! crate's cluster client instead, which also sends `CLUSTER SLOTS`, `CLUSTER INFO`, `CLUSTER
+//! NODES` and `CLUSTER GETKEYSINSLOT`. Every operation is bounded by `redis.command_timeout`, so a dead or
 //! stalled Redis costs a caller that long at most, never a hang.
 //!
 //! Within that deadline an operation is tried again on a new connection when that cannot
@@ -33,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::telemetry::traces;
 use crate::tls::{MaterialError, Tls};
 
+mod cluster;
 mod connector;
 mod dial;
 mod link;
@@ -40,6 +43,8 @@ mod list;
 mod replication;
 mod sentinel;
 
+use cluster::Cluster;
+pub use cluster::MAX_KEYS_PER_SLOT;
 pub use dial::ConnectFailure;
 use dial::Dialer;
 use link::{Connected, Link, Target, Timeouts, Trouble};
@@ -48,11 +53,19 @@ use sentinel::Sentinels;
 
 #[derive(Clone)]
 pub struct Store {
-    link: Link,
+    backend: Backend,
     prefix: Arc<str>,
     command_timeout: Duration,
     replica_acks: Option<ReplicaAcks>,
     metrics: Metrics,
+}
+
+/// What the data lives on.
+#[derive(Clone)]
+enum Backend {
+    /// One primary, at a URL or where Sentinel says.
+    Node(Link),
+    Cluster(Arc<Cluster>),
 }
 
 /// `WAIT <count> <timeout>` after each write.
@@ -82,6 +95,14 @@ pub enum StoreError {
     NotReplicated { acked: u32, wanted: u32 },
     #[error("the task that keeps the Redis connection has stopped")]
     Disconnected,
+    /// The cluster does not serve every slot, or a shard's primary does not answer.
+    #[error("the Redis Cluster is not whole: {0}")]
+    ClusterDegraded(String),
+    #[error(
+        "slot {slot} of the Redis Cluster holds more than {MAX_KEYS_PER_SLOT} keys, more than \
+         a listing reads from one slot"
+    )]
+    SlotTooLarge { slot: u16 },
     /// Redis answered the command with an error reply (OOM at `maxmemory`, MISCONF when it
     /// cannot persist, NOPERM, …): it did not run it, so a refused write was not applied.
     #[error("Redis refused the command: {source}")]
@@ -106,6 +127,7 @@ fn refusal_reason(code: &str) -> &'static str {
         "BUSY" => "busy",
         "MASTERDOWN" => "masterdown",
         "WRONGTYPE" => "wrongtype",
+        "CLUSTERDOWN" => "clusterdown",
         _ => "other",
     }
 }
@@ -146,15 +168,15 @@ impl Store {
             false => None,
         };
         let dialer = Dialer::new(tls, config.connect_timeout);
-        let target = match Sentinels::new(&config.sentinel, dialer.clone())? {
-            Some(sentinels) => Target::Sentinel {
-                sentinels,
-                node: info,
-            },
-            None => Target::Url(info),
-        };
-        Ok(Self {
-            link: Link::start(
+        let backend = if config.cluster.addresses.is_empty() {
+            let target = match Sentinels::new(&config.sentinel, dialer.clone())? {
+                Some(sentinels) => Target::Sentinel {
+                    sentinels,
+                    node: info,
+                },
+                None => Target::Url(info),
+            };
+            Backend::Node(Link::start(
                 target,
                 dialer,
                 Timeouts {
@@ -163,7 +185,17 @@ impl Store {
                 },
                 config.min_replica_acks > 0,
                 metrics.clone(),
-            ),
+            ))
+        } else {
+            Backend::Cluster(Arc::new(Cluster::new(
+                config,
+                info,
+                dialer,
+                metrics.cluster(),
+            )))
+        };
+        let store = Self {
+            backend,
             prefix: config.key_prefix.as_str().into(),
             command_timeout: config.command_timeout,
             replica_acks: (config.min_replica_acks > 0).then_some(ReplicaAcks {
@@ -171,7 +203,14 @@ impl Store {
                 timeout: config.replica_ack_timeout,
             }),
             metrics,
-        })
+        };
+        if let Backend::Cluster(cluster) = &store.backend {
+            tokio::spawn({
+                let (cluster, store) = (cluster.clone(), store.clone());
+                async move { cluster.warm_up(&store).await }
+            });
+        }
+        Ok(store)
     }
 
     fn key(&self, name: &Name) -> String {
@@ -181,10 +220,7 @@ impl Store {
     pub async fn get(&self, name: &Name) -> Result<Option<Timestamp>, StoreError> {
         let key = self.key(name);
         let value: Option<String> = self
-            .run(Resend::Always, |mut attempt| {
-                let get = command("GET").arg(&key);
-                async move { attempt.query(get).await }
-            })
+            .read(&key, || command("GET").arg(&key))
             .await
             .map_err(|error| corrupt_if_wrong_type(error, &key))?;
         value.map(|value| decode_value(&key, &value)).transpose()
@@ -201,7 +237,7 @@ impl Store {
                 .arg("GET")
         };
         let previous: Option<String> = self
-            .write(set)
+            .write(&key, set)
             .await
             .map_err(|error| corrupt_if_wrong_type(error, &key))?;
         Ok(match previous {
@@ -213,30 +249,125 @@ impl Store {
     /// Removes the name; `true` when there was something to remove.
     pub async fn delete(&self, name: &Name) -> Result<bool, StoreError> {
         let key = self.key(name);
-        let removed: u64 = self.write(|| command("DEL").arg(&key)).await?;
+        let removed: u64 = self.write(&key, || command("DEL").arg(&key)).await?;
         Ok(removed > 0)
     }
 
+    /// The readiness check: PING on one primary; on a cluster, `Cluster::check`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(Resend::Always, |mut attempt| async move {
-            attempt.query::<String>(command("PING")).await.map(drop)
-        })
-        .await
+        match &self.backend {
+            Backend::Node(link) => {
+                self.run(link, Resend::Always, |mut attempt| async move {
+                    attempt.query::<String>(command("PING")).await.map(drop)
+                })
+                .await
+            }
+            Backend::Cluster(cluster) => self.bounded(cluster.check(self)).await,
+        }
     }
 
-    /// The primary's address (`host:port`) while connected to it.
+    /// The primary's address (`host:port`) while connected to it; on a cluster, none.
     pub fn primary(&self) -> Option<Arc<str>> {
-        self.link.primary()
+        match &self.backend {
+            Backend::Node(link) => link.primary(),
+            Backend::Cluster(_) => None,
+        }
     }
 
-    /// Up to `limit` values (see `list.rs`). Like SCAN itself, a listing may show a name twice,
-    /// and may miss names created or removed while it runs.
+    /// Up to `limit` values (see `list.rs`, and `cluster.rs` for a cluster). On one node, like
+    /// SCAN itself, a listing may show a name twice, and may miss names created or removed
+    /// while it runs; on a cluster it shows each name once.
     pub async fn list(&self, limit: usize, cursor: Cursor) -> Result<Page, StoreError> {
-        self.run(Resend::Always, |mut attempt| {
-            let cursor = cursor.clone();
-            async move { attempt.scan_page(limit, cursor).await }
-        })
-        .await
+        match &self.backend {
+            Backend::Node(link) => {
+                self.run(link, Resend::Always, |mut attempt| {
+                    let cursor = cursor.clone();
+                    async move { attempt.scan_page(limit, cursor).await }
+                })
+                .await
+            }
+            Backend::Cluster(cluster) => {
+                self.bounded(async {
+                    let (names, next) = cluster.list(self, limit, cursor).await?;
+                    if names.is_empty() {
+                        return Ok(Page {
+                            items: Vec::new(),
+                            next,
+                        });
+                    }
+                    let keys: Vec<String> = names.iter().map(|name| self.key(name)).collect();
+                    let values = cluster.values(self, &keys).await?;
+                    Ok(Page {
+                        items: list::listed_items(names, &keys, values),
+                        next,
+                    })
+                })
+                .await
+            }
+        }
+    }
+
+    /// A read of `key` that sending twice cannot change.
+    async fn read<T: FromRedisValue>(
+        &self,
+        key: &str,
+        read: impl Fn() -> RedisCommand,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Node(link) => {
+                self.run(link, Resend::Always, |mut attempt| {
+                    let read = read();
+                    async move { attempt.query(read).await }
+                })
+                .await
+            }
+            Backend::Cluster(cluster) => self.bounded(cluster.read(self, key, read())).await,
+        }
+    }
+
+    /// `work`, or a timeout once `redis.command_timeout` has passed.
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.command_timeout, work)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.command_timeout)))
+    }
+
+    /// Times one command (or pipeline) by name (the metric label), counting failures, and
+    /// sends it in a span of its own when tracing is on.
+    async fn observed<T>(
+        &self,
+        name: &'static str,
+        node: impl FnOnce() -> Option<Arc<str>>,
+        sent: impl Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        let span = traces::redis_span(name, node);
+        let timer = self.metrics.time_redis(name);
+        let result = sent.instrument(span.clone()).await;
+        timer.finish(result.is_ok());
+        if result.is_err() {
+            traces::failed(&span);
+        }
+        result
+    }
+
+    /// An error reply is a refusal (counted by its code): Redis did not run the command. Any
+    /// other failure is the connection's.
+    fn refusal_or_failure(&self, error: RedisError, write: bool) -> StoreError {
+        match error.code() {
+            Some(code) if !is_connection_error(&error) => {
+                let reason = refusal_reason(code);
+                self.metrics.count_refusal(reason);
+                StoreError::Refused {
+                    write,
+                    reason,
+                    source: error,
+                }
+            }
+            _ => StoreError::Redis(error),
+        }
     }
 
     /// A write, then, with `redis.min_replica_acks` above 0, `WAIT` on the same connection:
@@ -245,10 +376,17 @@ impl Store {
     /// of their own then (`link.rs`), as Redis holds the connection during `WAIT`.
     async fn write<T: FromRedisValue>(
         &self,
+        key: &str,
         write: impl Fn() -> RedisCommand,
     ) -> Result<T, StoreError> {
+        let link = match &self.backend {
+            Backend::Node(link) => link,
+            Backend::Cluster(cluster) => {
+                return self.bounded(cluster.write(self, key, write())).await;
+            }
+        };
         let written = self
-            .run(Resend::IfNotApplied, |mut attempt| {
+            .run(link, Resend::IfNotApplied, |mut attempt| {
                 let write = write();
                 async move {
                     let reply = attempt.query(write).await?;
@@ -271,14 +409,19 @@ impl Store {
             .await;
         // Applied, replicated or not: the node takes writes.
         if matches!(written, Ok(_) | Err(StoreError::NotReplicated { .. })) {
-            self.link.wrote();
+            link.wrote();
         }
         written
     }
 
     /// Runs `attempt` on the current connection until it succeeds, fails for good, or
     /// `redis.command_timeout` passes; see the module's comment for what is tried again.
-    async fn run<'s, T, F, Fut>(&'s self, resend: Resend, mut attempt: F) -> Result<T, StoreError>
+    async fn run<'s, T, F, Fut>(
+        &'s self,
+        link: &Link,
+        resend: Resend,
+        mut attempt: F,
+    ) -> Result<T, StoreError>
     where
         F: FnMut(Attempt<'s>) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
@@ -291,23 +434,14 @@ impl Store {
                     generation,
                     connection,
                     writes,
-                } = self
-                    .link
-                    .connected(bad)
-                    .await
-                    .ok_or(StoreError::Disconnected)?;
+                } = link.connected(bad).await.ok_or(StoreError::Disconnected)?;
                 if bad != 0 {
                     traces::event("redis.reconnected", || {
                         vec![
                             ("redis.connection.generation", (generation as i64).into()),
                             (
                                 "server.address",
-                                self.link
-                                    .primary()
-                                    .as_deref()
-                                    .unwrap_or("")
-                                    .to_owned()
-                                    .into(),
+                                link.primary().as_deref().unwrap_or("").to_owned().into(),
                             ),
                         ]
                     });
@@ -332,18 +466,12 @@ impl Store {
                     Trouble::Readonly
                 } else if is_connection_error(&error) {
                     Trouble::Lost
-                } else if let Some(code) = error.code() {
-                    let reason = refusal_reason(code);
-                    self.metrics.count_refusal(reason);
-                    return Err(StoreError::Refused {
-                        write: resend == Resend::IfNotApplied,
-                        reason,
-                        source: error,
-                    });
+                } else if error.code().is_some() {
+                    return Err(self.refusal_or_failure(error, resend == Resend::IfNotApplied));
                 } else {
                     return Err(error.into());
                 };
-                self.link.report(generation, trouble);
+                link.report(generation, trouble);
                 traces::event(trouble.event_name(), || {
                     vec![("redis.connection.generation", (generation as i64).into())]
                 });
@@ -356,12 +484,12 @@ impl Store {
         let outcome = tokio::time::timeout(self.command_timeout, tries).await;
         outcome.unwrap_or_else(|_| {
             if let Some(generation) = used {
-                self.link.report(generation, Trouble::Slow);
+                link.report(generation, Trouble::Slow);
                 traces::event(Trouble::Slow.event_name(), || {
                     vec![("redis.connection.generation", (generation as i64).into())]
                 });
             }
-            match self.link.failure() {
+            match link.failure() {
                 Some(cause) => Err(StoreError::Unreachable {
                     after: self.command_timeout,
                     cause,
@@ -382,18 +510,11 @@ impl Attempt<'_> {
     /// Sends one command, timing it by name (the metric label), counting failures, and in a
     /// span of its own when tracing is on.
     async fn query<T: FromRedisValue>(&mut self, command: RedisCommand) -> Result<T, StoreError> {
-        let span = traces::redis_span(command.name, || self.store.link.primary());
-        let timer = self.store.metrics.time_redis(command.name);
-        let result = command
-            .cmd
-            .query_async(&mut self.connection)
-            .instrument(span.clone())
-            .await;
-        timer.finish(result.is_ok());
-        if result.is_err() {
-            traces::failed(&span);
-        }
-        Ok(result?)
+        let store = self.store;
+        let sent = command.cmd.query_async(&mut self.connection);
+        Ok(store
+            .observed(command.name, || store.primary(), sent)
+            .await?)
     }
 }
 

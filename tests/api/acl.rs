@@ -31,7 +31,7 @@ fn acl(commands: &[&str]) -> String {
 }
 
 /// Every operation of the API, each of which must succeed.
-async fn every_operation_succeeds(api: Client) {
+pub async fn every_operation_succeeds(api: Client) {
     assert_eq!(api.put_empty("/v1/timestamps/a").await.status, 201);
     assert_eq!(
         api.put_json("/v1/timestamps/b", r#"{"epoch_ms": 7}"#)

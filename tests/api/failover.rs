@@ -30,9 +30,9 @@ const WRITERS: usize = 4;
 /// cores are left to Redis and the service.
 const WRITE_PAUSE: Duration = Duration::from_millis(5);
 /// Writing before anything is broken, so that the numbers include normal service.
-const WARM_UP: Duration = Duration::from_secs(1);
+pub(crate) const WARM_UP: Duration = Duration::from_secs(1);
 /// "Resumed" means this long of nothing but 2xx answers.
-const SETTLED: Duration = Duration::from_secs(2);
+pub(crate) const SETTLED: Duration = Duration::from_secs(2);
 /// The bounds: 2xx again within 15 s of a SIGKILL, 5xx over within 10 s of a manual
 /// failover.
 const RESUME_AFTER_KILL: Duration = Duration::from_secs(15);
@@ -48,27 +48,27 @@ fn gauges_within() -> Duration {
 }
 
 /// One write and its answer; status 0 when the connection failed.
-struct Write {
-    at: Instant,
-    status: u16,
-    name: String,
-    epoch_ms: i64,
+pub(crate) struct Write {
+    pub(crate) at: Instant,
+    pub(crate) status: u16,
+    pub(crate) name: String,
+    pub(crate) epoch_ms: i64,
 }
 
 impl Write {
-    fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         (200..300).contains(&self.status)
     }
 }
 
-struct Writers {
+pub(crate) struct Writers {
     log: Arc<Mutex<Vec<Write>>>,
     stop: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Writers {
-    fn start(api: SocketAddr) -> Self {
+    pub(crate) fn start(api: SocketAddr) -> Self {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..WRITERS)
@@ -79,7 +79,7 @@ impl Writers {
 
     /// The failed answers from `from` on: when the first and last came (after `from`), and when
     /// the first success after the last one came.
-    fn window(&self, from: Instant, until: Option<Instant>) -> Window {
+    pub(crate) fn window(&self, from: Instant, until: Option<Instant>) -> Window {
         let log = self.log.lock().unwrap();
         let writes: Vec<&Write> = log
             .iter()
@@ -107,7 +107,7 @@ impl Writers {
         }
     }
 
-    async fn stop(&mut self) -> Vec<Write> {
+    pub(crate) async fn stop(&mut self) -> Vec<Write> {
         self.stop.store(true, Ordering::SeqCst);
         for task in self.tasks.drain(..) {
             task.await.expect("a writer task");
@@ -117,16 +117,16 @@ impl Writers {
 }
 
 #[derive(Debug)]
-struct Window {
-    failures: usize,
+pub(crate) struct Window {
+    pub(crate) failures: usize,
     /// The failed answers by status (0: no answer).
-    statuses: BTreeMap<u16, usize>,
-    successes: usize,
-    first_failure: Option<Duration>,
-    last_failure: Option<Duration>,
-    resumed: Option<Duration>,
+    pub(crate) statuses: BTreeMap<u16, usize>,
+    pub(crate) successes: usize,
+    pub(crate) first_failure: Option<Duration>,
+    pub(crate) last_failure: Option<Duration>,
+    pub(crate) resumed: Option<Duration>,
     /// 2xx only for `SETTLED` since `resumed`.
-    settled: bool,
+    pub(crate) settled: bool,
 }
 
 /// PUTs `w<id>-<n>` with a value of its own, over one keep-alive connection (a new one after a

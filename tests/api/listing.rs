@@ -5,13 +5,14 @@ use std::collections::BTreeSet;
 use redis::Commands;
 use serde_json::Value;
 
+use crate::harness::app::Backing;
 use crate::harness::app::spawn_app;
 use crate::harness::client::Client;
-use crate::harness::redis_server::RedisServer;
 
-/// Follows `next_cursor` to the end; checks every page's size; returns the names seen.
-async fn walk(api: Client, limit: usize) -> (BTreeSet<String>, usize) {
-    let mut seen = BTreeSet::new();
+/// Follows `next_cursor` to the end; checks every page's size and values; returns the names in
+/// the order they came (SCAN may repeat one; a cluster listing may not) and the page count.
+pub async fn walk(api: &Client, limit: usize) -> (Vec<String>, usize) {
+    let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
@@ -30,7 +31,7 @@ async fn walk(api: Client, limit: usize) -> (BTreeSet<String>, usize) {
         );
         for item in items {
             assert_eq!(item["epoch_ms"].as_i64().unwrap(), 1000 + number_of(item));
-            seen.insert(item["name"].as_str().unwrap().to_owned());
+            seen.push(item["name"].as_str().unwrap().to_owned());
         }
         pages += 1;
         assert!(pages < 10_000, "pagination does not end");
@@ -51,7 +52,7 @@ fn number_of(item: &Value) -> i64 {
         .unwrap()
 }
 
-fn seed(redis: &RedisServer, count: i64) -> BTreeSet<String> {
+pub fn seed(redis: &Backing, count: i64) -> BTreeSet<String> {
     let mut direct = redis.client();
     (0..count)
         .map(|n| {
@@ -73,7 +74,8 @@ async fn pages_cover_every_name_across_more_than_one_page() {
     let app = spawn_app().await;
     let expected = seed(&app.redis, 250);
 
-    let (seen, pages) = walk(app.api, 100).await;
+    let (seen, pages) = walk(&app.api, 100).await;
+    let seen: BTreeSet<String> = seen.into_iter().collect();
 
     assert_eq!(seen, expected);
     assert!(pages >= 3, "{pages} pages");
@@ -93,7 +95,7 @@ async fn tiny_pages_never_lose_names_scan_returned_early() {
     let app = spawn_app().await;
     let expected = seed(&app.redis, 60);
     for limit in [1, 3, 7] {
-        let (seen, _) = walk(app.api, limit).await;
+        let seen: BTreeSet<String> = walk(&app.api, limit).await.0.into_iter().collect();
         assert_eq!(seen, expected, "limit {limit}");
     }
 }
@@ -107,7 +109,7 @@ async fn keys_outside_the_prefix_or_not_names_are_not_listed() {
     let () = direct.set("ts:not a name", 1).unwrap();
     let () = direct.set("ts:item-98", "garbled").unwrap();
 
-    let (seen, _) = walk(app.api, 2).await;
+    let seen: BTreeSet<String> = walk(&app.api, 2).await.0.into_iter().collect();
 
     assert_eq!(seen, expected);
 }

@@ -4,6 +4,7 @@
 
 mod acl;
 mod admin;
+mod cluster;
 mod contract;
 mod errors;
 mod failover;

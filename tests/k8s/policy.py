@@ -220,6 +220,10 @@ def check_api(obj, problems, configmaps):
         problems.append(f"{name}: TSAPI_CURSOR_KEY_FILE is not set through the service's config: each replica would draw its own cursor key")
     elif not any(key_file.startswith(directory + "/") for directory in secret_mounts(pod, container)):
         problems.append(f"{name}: TSAPI_CURSOR_KEY_FILE {key_file} is not in a directory mounted from a Secret")
+    # The service refuses both at start; a rendering that has both combined redis-ha and
+    # redis-cluster, which also fight over the data pods' StatefulSet.
+    if environment.get("TSAPI_REDIS__CLUSTER__ADDRESSES") and environment.get("TSAPI_REDIS__SENTINEL__ADDRESSES"):
+        problems.append(f"{name}: both TSAPI_REDIS__CLUSTER__ADDRESSES and TSAPI_REDIS__SENTINEL__ADDRESSES are set: use redis-cluster or redis-ha, not both")
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if grace <= (sleep or 0) + drain + shutdown:
         problems.append(f"{name}: terminationGracePeriodSeconds {grace} is not above preStop {sleep} + drain {drain} + shutdown {shutdown}")

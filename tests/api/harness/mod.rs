@@ -1,13 +1,15 @@
 //! The test harness, by concern: a private redis-server (`redis_server`), the service
 //! in-process (`app`) or as the real binary (`service_process`), an HTTP client of either
 //! (`client`), time bounds and polling (`timing`), a replicated Redis watched by Sentinel
-//! (`topology`), certificates made for the run (`certs`), and an OTLP receiver (`collector`).
+//! (`topology`), a Redis Cluster (`cluster`), certificates made for the run (`certs`), and an
+//! OTLP receiver (`collector`).
 
 use std::process::Child;
 
 pub mod app;
 pub mod certs;
 pub mod client;
+pub mod cluster;
 pub mod collector;
 pub mod redis_server;
 pub mod service_process;

@@ -105,6 +105,11 @@ impl RedisServer {
         self.port
     }
 
+    /// Whether the process runs (it was not stopped, or was restarted since).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// `redis://127.0.0.1:<port>/0`, or `rediss://` with TLS.
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() {
@@ -209,7 +214,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 /// Held by the tests that load the machine (a thousand connections, tens of megabytes of
-/// answers, twelve thousand requests, six redis-servers failing over under writers): on two
+/// answers, twelve thousand requests, six redis-servers failing over under writers, a cluster
+/// resharded or listed 5,000 names at a time) and by those that compare latencies: on two
 /// cores, two of them at once would measure each other rather than the service.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
