@@ -1,19 +1,20 @@
-//! The command line: `serve` (the default), `config`, `healthcheck`, `openapi`, `metrics` and
-//! `seed-file`.
+//! The command line: `serve` (the default), `config`, `healthcheck`, `openapi`, `metrics`,
+//! `seed-file` and `cluster-create`.
 //!
 //! Exit codes: 0 on success; 1 when the service fails while running (a port in use, say), a
-//! health check fails or a file cannot be seeded; 2 when the command line or the configuration
+//! health check fails, a file cannot be seeded or a cluster cannot be created; 2 when the command line or the configuration
 //! is refused, with one line on stderr saying why.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, CONFIG_FILE_ENV, Config, ConfigError, FileOrigin};
+use crate::config::{self, CONFIG_FILE_ENV, Config, ConfigError, FileOrigin, HostPort};
 use crate::metrics::Metrics;
 use crate::server::App;
-use crate::{healthcheck, seed, shutdown, telemetry, version};
+use crate::{cluster_create, healthcheck, seed, shutdown, telemetry, version};
 
 /// Exit status for a refused command line or configuration (clap uses 2 for usage errors too).
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -58,6 +59,24 @@ enum Command {
         #[arg(value_name = "LINE")]
         lines: Vec<String>,
     },
+    /// Join empty Redis nodes (host:port) into a cluster, or leave the cluster they already
+    /// form as it is (src/cluster_create.rs).
+    ClusterCreate {
+        #[arg(value_name = "NODE", required = true)]
+        nodes: Vec<HostPort>,
+        /// Replicas per primary: the first NODEs / (REPLICAS + 1) become the primaries.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        /// The ACL user to log in as, one allowed the CLUSTER commands.
+        #[arg(long)]
+        user: Option<String>,
+        /// A file holding that user's password.
+        #[arg(long, value_name = "PATH")]
+        password_file: Option<PathBuf>,
+        /// How long to wait, in all, for the nodes to answer and to agree.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        within: Duration,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -100,6 +119,13 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::ClusterCreate {
+            nodes,
+            replicas,
+            user,
+            password_file,
+            within,
+        } => create_cluster(&nodes, replicas, user, password_file, within),
         // An explicit URL needs no configuration: a probe should not fail on, say, an
         // unreadable password file it has no use for.
         Command::Healthcheck { url: Some(url) } => check(&url),
@@ -140,6 +166,53 @@ fn check(url: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             eprintln!("timestamp-api: not ready: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn create_cluster(
+    nodes: &[HostPort],
+    replicas: usize,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    within: Duration,
+) -> ExitCode {
+    let password = match password_file.map(std::fs::read_to_string).transpose() {
+        Ok(password) => password.map(|password| password.trim_end().to_owned()),
+        Err(error) => {
+            eprintln!("timestamp-api: cannot read the password file: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let login = cluster_create::Login {
+        username,
+        password,
+        within,
+    };
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+        .and_then(|runtime| {
+            runtime
+                .block_on(cluster_create::create(nodes, replicas, &login))
+                .map_err(|error| error.to_string())
+        });
+    match outcome {
+        Ok(cluster_create::Outcome::Created { primaries }) => {
+            eprintln!(
+                "timestamp-api: created a cluster of {} nodes, {primaries} primaries",
+                nodes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(cluster_create::Outcome::Exists) => {
+            eprintln!("timestamp-api: the nodes already form a cluster; left as it is");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("timestamp-api: cannot create the cluster: {reason}");
             ExitCode::FAILURE
         }
     }

@@ -8,6 +8,7 @@
 mod admin;
 mod api;
 mod cli;
+mod cluster_create;
 mod config;
 mod connection;
 mod cursor;

@@ -30,7 +30,9 @@ async fn answer(request: Request<Full<Bytes>>) -> Response {
         metrics.response_buffer_bytes(),
     );
     let routes = routes(store, CursorKey::new(None).unwrap(), budget);
-    let Ok(response) = warp::service(routes).call(request).await;
+    // Boxed: the route's whole future, inline in this one, is deeper than the compiler's query
+    // depth allows for a layout (the cluster store's questions to every node at once made it so).
+    let Ok(response) = Box::pin(warp::service(routes).call(request)).await;
     response
 }
 

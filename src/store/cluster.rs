@@ -17,7 +17,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use futures_util::future::try_join_all;
+use futures_util::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, Cmd, ConnectionInfo, FromRedisValue, Pipeline, RedisError, Value,
@@ -126,6 +128,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// Who serves which slots, as one node sees it (`CLUSTER SLOTS`).
+#[derive(PartialEq)]
 struct SlotMap(Vec<(u16, u16, HostPort)>);
 
 impl SlotMap {
@@ -486,39 +489,55 @@ impl Cluster {
         Ok(())
     }
 
-    /// Sends a command that any node can answer: to the primaries of the last slot map in
-    /// turn, then to the seeds, until one answers (a shard that is down must not fail
-    /// questions about the whole cluster).
+    /// Sends a command that any node can answer to the primaries of the last slot map and to
+    /// the seeds, all at once, and takes the first answer. A shard that is down must not fail
+    /// questions about the whole cluster, and a node that hangs (frozen, or gone without
+    /// closing its connections) must not delay them: asked in turn, it took a request's whole
+    /// budget whenever it came first, and the map was not read again until its replica had
+    /// long taken over (`cluster::a_frozen_primary_…` in tests/api).
     async fn ask_any(&self, store: &Store, question: RedisCommand) -> Result<Value, StoreError> {
-        let known = {
+        let mut nodes = {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
             map.as_ref().map(|map| map.primaries()).unwrap_or_default()
         };
+        for seed in &self.seeds {
+            if !nodes.contains(seed) {
+                nodes.push(seed.clone());
+            }
+        }
+        let name = question.name;
         let mut pipeline = redis::pipe();
         pipeline.add_command(question.cmd);
-        let mut last = None;
-        for node in known.iter().chain(&self.seeds) {
-            // A node that does not answer in a connect timeout is passed over like one that
-            // refuses: the question is for any node.
-            let asked = self.send::<(Value,)>(store, node, false, question.name, &pipeline);
-            let answered = tokio::time::timeout(self.dialer.timeout(), asked)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Failure::Redis(RedisError::from(std::io::Error::from(
-                        std::io::ErrorKind::TimedOut,
-                    ))))
-                });
+        let pipeline = &pipeline;
+        let mut asked: FuturesUnordered<_> = nodes
+            .iter()
+            .map(|node| async move {
+                // A node that does not answer in a connect timeout is passed over like one
+                // that refuses.
+                let asked = self.send::<(Value,)>(store, node, false, name, pipeline);
+                tokio::time::timeout(self.dialer.timeout(), asked)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure::Redis(RedisError::from(std::io::Error::from(
+                            std::io::ErrorKind::TimedOut,
+                        ))))
+                    })
+            })
+            .collect();
+        let (mut refused, mut failed) = (None, None);
+        while let Some(answered) = asked.next().await {
             match answered {
                 Ok((answer,)) => return Ok(answer),
                 Err(Failure::Redis(error)) if !is_connection_error(&error) => {
-                    return Err(store.refusal_or_failure(error, false));
+                    refused = Some(error);
                 }
-                Err(failure) => last = Some(failure),
+                Err(failure) => failed = Some(failure),
             }
         }
-        Err(match last {
-            Some(failure) => failure.into_store_error(store, self.dialer.timeout()),
-            None => StoreError::ClusterDegraded("no seed node is configured".to_owned()),
+        Err(match (refused, failed) {
+            (Some(error), _) => store.refusal_or_failure(error, false),
+            (None, Some(failure)) => failure.into_store_error(store, self.dialer.timeout()),
+            (None, None) => StoreError::ClusterDegraded("no seed node is configured".to_owned()),
         })
     }
 
@@ -526,7 +545,21 @@ impl Cluster {
     async fn slot_map(&self, store: &Store) -> Result<Arc<SlotMap>, StoreError> {
         let reply = self.ask_any(store, command("CLUSTER").arg("SLOTS")).await?;
         let map = Arc::new(parse_slots(reply).map_err(StoreError::Redis)?);
-        *self.map.write().unwrap_or_else(PoisonError::into_inner) = Some(map.clone());
+        let previous = self
+            .map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(map.clone());
+        // The cluster's topology changing is what an operator looks for after a failover or a
+        // reshard, as a change of primary is with Sentinel.
+        if previous.is_some_and(|previous| previous != map) {
+            let primaries: Vec<String> = map.primaries().iter().map(ToString::to_string).collect();
+            tracing::info!(
+                ranges = map.0.len(),
+                primaries = primaries.join(","),
+                "the Redis Cluster slot map changed"
+            );
+        }
         Ok(map)
     }
 

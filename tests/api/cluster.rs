@@ -17,6 +17,7 @@ use crate::failover::{SETTLED, WARM_UP, Write, Writers};
 use crate::harness::app::{Backing, TestApp};
 use crate::harness::certs::{Pki, ServerTls};
 use crate::harness::cluster::{NODE_TIMEOUT, RedisCluster};
+use crate::harness::service_process::BINARY;
 use crate::harness::timing::{HEAVY, slack};
 use crate::listing::{seed, walk};
 
@@ -225,6 +226,29 @@ fn promoted_within() -> Duration {
     4 * NODE_TIMEOUT + Duration::from_secs(1) + slack()
 }
 
+/// How long after `since` the node `replica` became a primary (`ROLE`), polled every 20 ms;
+/// fails after `promoted_within()`.
+fn promoted(cluster: &RedisCluster, replica: usize, since: Instant) -> Duration {
+    let replica = cluster.nodes[replica].port();
+    tokio::task::block_in_place(|| {
+        let mut direct = redis::Client::open(format!("redis://127.0.0.1:{replica}/"))
+            .and_then(|client| client.get_connection())
+            .unwrap();
+        loop {
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut direct).unwrap();
+            if matches!(&role[0], redis::Value::BulkString(b) if b == b"master") {
+                return since.elapsed();
+            }
+            assert!(
+                since.elapsed() < promoted_within(),
+                "the replica was not promoted within {:?}",
+                promoted_within()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
 /// With `min_replica_acks = 1` the shard acknowledges writes again only once it has a replica:
 /// the killed node, restarted as an orchestrator would, loads its AOF, learns that its shard
 /// has a new primary, and syncs from it (diskless, at once); 5 s on loopback. The service
@@ -267,24 +291,7 @@ async fn a_sigkilled_primary_under_writers_loses_no_acknowledged_write_and_rejoi
         unreachable!("on_cluster makes a cluster")
     };
     tokio::task::block_in_place(|| cluster.nodes[victim].stop());
-    let replica = cluster.nodes[shards[1].replica].port();
-    let promoted = tokio::task::block_in_place(|| {
-        let mut direct = redis::Client::open(format!("redis://127.0.0.1:{replica}/"))
-            .and_then(|client| client.get_connection())
-            .unwrap();
-        loop {
-            let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut direct).unwrap();
-            if matches!(&role[0], redis::Value::BulkString(b) if b == b"master") {
-                return killed_at.elapsed();
-            }
-            assert!(
-                killed_at.elapsed() < promoted_within(),
-                "the replica was not promoted within {:?}",
-                promoted_within()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    });
+    let promoted = promoted(cluster, shards[1].replica, killed_at);
 
     let restarted_at = Instant::now();
     tokio::task::block_in_place(|| cluster.nodes[victim].restart());
@@ -343,6 +350,49 @@ async fn a_sigkilled_primary_under_writers_loses_no_acknowledged_write_and_rejoi
     );
     assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
     assert!(acknowledged > 100, "{acknowledged} acknowledged writes");
+}
+
+/// A primary that stops answering without closing its connections (SIGSTOP: what a host that
+/// vanished looks like, or a container killed with its address, as `make e2e` does): every
+/// question to it hangs instead of failing. Once its replica has taken over, the service must
+/// follow within the slot map's age limit (1 s) and two command timeouts, a slack on top. The
+/// frozen node serves slot 0, so the slot map lists it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_is_left_for_its_promoted_replica_within_a_second_or_so() {
+    let _alone = HEAVY.lock().await;
+    let (app, shards) = on_cluster(|_| {}).await;
+    let mut writers = Writers::start(app.api.addr);
+    tokio::time::sleep(WARM_UP).await;
+
+    let shard = shards
+        .iter()
+        .find(|shard| shard.serves(0))
+        .expect("a shard serves slot 0");
+    let cluster = cluster_of(&app.redis);
+    let frozen_at = Instant::now();
+    cluster.nodes[shard.primary].pause();
+    let promoted = promoted(cluster, shard.replica, frozen_at);
+    let command_timeout = Config::default().redis.command_timeout;
+    let bound = promoted + Duration::from_secs(1) + 2 * command_timeout + slack();
+    let window = loop {
+        let window = writers.window(frozen_at, None);
+        if window.settled || frozen_at.elapsed() > bound + SETTLED {
+            break window;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    writers.stop().await;
+    cluster.nodes[shard.primary].resume();
+    eprintln!(
+        "SIGSTOP of the primary of slot 0 (node timeout {NODE_TIMEOUT:?}): replica promoted \
+         after {promoted:?}; from the freeze, {window:?}"
+    );
+    let resumed = window.resumed.expect("2xx answers after the freeze");
+    assert!(
+        resumed <= bound,
+        "2xx only from {resumed:?} after the freeze, the replica promoted at {promoted:?}: \
+         {window:?}"
+    );
 }
 
 /// Slots moved by `redis-cli --cluster reshard`: a fifth of the cluster, about 180 names of
@@ -479,6 +529,9 @@ async fn a_reshard_under_writers_and_a_listing_fails_nothing_loses_nothing_and_l
 
 /// What the deployments add to the service's ACL on a cluster (deploy/redis-acl/README.md).
 const CLUSTER_COMMANDS: &str = include_str!("../../deploy/redis-acl/service-cluster.commands");
+
+/// What the deployments allow `timestamp-api cluster-create` (deploy/redis-acl/README.md).
+const CREATE_COMMANDS: &str = include_str!("../../deploy/redis-acl/cluster-create.commands");
 
 #[tokio::test]
 async fn under_the_deployments_acl_every_node_denies_the_service_nothing() {
@@ -622,4 +675,127 @@ async fn a_slot_half_migrated_is_listed_whole_and_its_moved_keys_are_read_throug
             && line.contains(r#"kind="ask""#)),
         "{metrics}"
     );
+}
+
+/// Runs `timestamp-api cluster-create` on `cluster`'s nodes as `cluster-create`; its exit status
+/// and stderr.
+fn cluster_create(cluster: &RedisCluster, password_file: &std::path::Path) -> (bool, String) {
+    let output = std::process::Command::new(BINARY)
+        .arg("cluster-create")
+        .args(
+            cluster
+                .nodes
+                .iter()
+                .map(|node| format!("127.0.0.1:{}", node.port())),
+        )
+        .args([
+            "--replicas",
+            "1",
+            "--user",
+            "cluster-create",
+            "--within",
+            "30s",
+        ])
+        .arg("--password-file")
+        .arg(password_file)
+        .output()
+        .expect("running timestamp-api cluster-create");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Each node's id and flags (`myself,master`, `slave`...) as node 0 sees them.
+fn roles(cluster: &RedisCluster) -> BTreeMap<String, String> {
+    let nodes: String = cluster.ask(0, &["NODES"]);
+    nodes
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields[0].to_owned(), fields[2].to_owned())
+        })
+        .collect()
+}
+
+/// What the compose profile `cluster` runs at every `up`: six empty nodes become three shards
+/// with a replica each; run again, it leaves the cluster and its keys alone; nodes neither
+/// empty nor one cluster are refused, naming the node, and left as they were.
+#[tokio::test]
+async fn cluster_create_joins_empty_nodes_once_then_leaves_them_and_refuses_a_mixed_set() {
+    let _alone = HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("create_password");
+    std::fs::write(&password_file, "create-password\n").unwrap();
+    // The deployments' user for it, with exactly their command list.
+    let as_deployed = |cluster: &RedisCluster| {
+        for node in &cluster.nodes {
+            let () = redis::cmd("ACL")
+                .arg(
+                    &[
+                        "SETUSER",
+                        "cluster-create",
+                        "on",
+                        ">create-password",
+                        "resetchannels",
+                        "-@all",
+                    ][..],
+                )
+                .arg(CREATE_COMMANDS.split_whitespace().collect::<Vec<_>>())
+                .query(&mut node.client())
+                .unwrap();
+        }
+    };
+
+    let mixed = RedisCluster::unjoined(None);
+    as_deployed(&mixed);
+    let () = redis::cmd("CLUSTER")
+        .arg(&["ADDSLOTSRANGE", "0", "99"][..])
+        .query(&mut mixed.nodes[3].client())
+        .unwrap();
+    let (created, stderr) = cluster_create(&mixed, &password_file);
+    let named = format!(
+        "127.0.0.1:{} knows 1 nodes, serves 100 slots",
+        mixed.nodes[3].port()
+    );
+    assert!(!created && stderr.contains(&named), "{stderr}");
+    for node in 0..mixed.nodes.len() {
+        let info: String = mixed.ask(node, &["INFO"]);
+        assert!(
+            info.contains("cluster_known_nodes:1"),
+            "node {node}: {info}"
+        );
+    }
+    drop(mixed);
+
+    let cluster = RedisCluster::unjoined(None);
+    as_deployed(&cluster);
+    let (created, stderr) = cluster_create(&cluster, &password_file);
+    assert!(
+        created && stderr.contains("created a cluster of 6 nodes, 3 primaries"),
+        "{stderr}"
+    );
+    cluster.wait_until_whole(Duration::from_secs(10) + slack());
+    let shards = shards(&cluster);
+    assert_eq!(shards.len(), 3, "{shards:?}");
+    assert_eq!(
+        shards.iter().map(Shard::slot_count).sum::<usize>(),
+        16384,
+        "{shards:?}"
+    );
+    assert!(
+        shards.iter().all(|shard| shard.slot_count() >= 5461),
+        "{shards:?}"
+    );
+    let mut client = cluster.client();
+    let () = client.set("kept", "1").unwrap();
+
+    let before = roles(&cluster);
+    let (created, stderr) = cluster_create(&cluster, &password_file);
+    assert!(
+        created && stderr.contains("already form a cluster; left as it is"),
+        "{stderr}"
+    );
+    assert_eq!(roles(&cluster), before);
+    assert_eq!(client.get::<_, String>("kept").unwrap(), "1");
 }

@@ -9,7 +9,8 @@ containers' hardening, the cursor key from its secret file, and a backup-and-res
 each leaves the stack healthy for the next.
 
 Environment (set by tests/e2e/run): COMPOSE_PROJECT_NAME, API_PORT, SECRETS_DIR, API_IMAGE,
-REDIS_IMAGE, API_DRAIN_DELAY.
+REDIS_IMAGE, API_DRAIN_DELAY, and those of the profiles (REDIS_HA_NETWORK, API_HA_PORT,
+REDIS_CLUSTER_NETWORK, API_CLUSTER_PORT); E2E_ONLY selects tests by part of their name.
 """
 
 import http.client
@@ -55,8 +56,10 @@ def compose(*args, check=True, timeout=180):
     return run("docker", "compose", *args, check=check, timeout=timeout)
 
 
-def container(service):
-    container_id = compose("ps", "--all", "--quiet", service).stdout.strip()
+def container(service, profile=None):
+    """The id of `service`'s container (one of `profile`'s services, if given)."""
+    profiles = ["--profile", profile] if profile else []
+    container_id = compose(*profiles, "ps", "--all", "--quiet", service).stdout.strip()
     assert container_id, f"no container for {service}"
     return container_id
 
@@ -567,12 +570,17 @@ def ha_every_link_speaks_tls_and_the_api_reaches_redis_through_it():
     assert "BEGIN" not in logs and "PRIVATE KEY" not in logs, "certificate or key material in the log"
 
 
-def service_supports_sentinel():
-    """The image's own answer: `config` refuses keys it does not know."""
-    result = run("docker", "run", "--rm", "-e", "TSAPI_REDIS__SENTINEL__ADDRESSES=sentinel-1:26379",
-                 "-e", f"TSAPI_REDIS__SENTINEL__MASTER={MASTER}", "-e", "TSAPI_REDIS__MIN_REPLICA_ACKS=1",
-                 os.environ["API_IMAGE"], "config", check=False)
+def image_knows(*variables):
+    """The service image's own answer to whether it has the keys of `variables` (NAME=value):
+    `config` refuses keys it does not know."""
+    environment = [flag for variable in variables for flag in ("-e", variable)]
+    result = run("docker", "run", "--rm", *environment, os.environ["API_IMAGE"], "config", check=False)
     return "unknown key" not in result.stderr
+
+
+def service_supports_sentinel():
+    return image_knows("TSAPI_REDIS__SENTINEL__ADDRESSES=sentinel-1:26379",
+                       f"TSAPI_REDIS__SENTINEL__MASTER={MASTER}", "TSAPI_REDIS__MIN_REPLICA_ACKS=1")
 
 
 @test
@@ -688,9 +696,128 @@ def ha_sentinels_restarted_all_at_once_still_follow_the_promoted_primary():
     print(f"    {len(acknowledged)} acknowledged writes, all on {promoted} after the Sentinels restarted")
 
 
+CLUSTER_NETWORK = os.environ.get("REDIS_CLUSTER_NETWORK", "10.203.118")
+API_CLUSTER_PORT = int(os.environ.get("API_CLUSTER_PORT", "8082"))
+CLUSTER_NODES = {f"{CLUSTER_NETWORK}.{11 + n}": f"redis-cluster-{1 + n}" for n in range(6)}
+NODE_TIMEOUT = int(os.environ.get("REDIS_CLUSTER_NODE_TIMEOUT_MS", "5000")) / 1000
+
+
+def on_cluster(*args, check=True, timeout=240):
+    return compose("--profile", "cluster", *args, check=check, timeout=timeout)
+
+
+def cluster_container(service):
+    return container(service, profile="cluster")
+
+
+def cluster_admin(service, *args):
+    """redis-cli as admin in a cluster node's container (plaintext, on the internal network)."""
+    return run("docker", "exec", "-e", f"REDISCLI_AUTH={read_secret('redis_admin_password')}",
+               cluster_container(service), "/bin/redis-cli", "--no-auth-warning", "--user", "admin",
+               *args, check=False).stdout.strip()
+
+
+def cluster_nodes(service="redis-cluster-1"):
+    """CLUSTER NODES as `service` sees it: (address, flags, slots) per node."""
+    rows = []
+    for line in cluster_admin(service, "CLUSTER", "NODES").split("\n"):
+        fields = line.split()
+        rows.append((fields[1].split(":")[0], fields[2], fields[8:]))
+    return rows
+
+
+@test
+def cluster_is_created_once_spreads_names_and_survives_a_killed_primary():
+    if not image_knows("TSAPI_REDIS__CLUSTER__ADDRESSES=10.0.0.1:6379"):
+        raise Skip(f"{os.environ['API_IMAGE']} has no cluster mode (TSAPI_REDIS__CLUSTER__*)")
+    on_cluster("up", "--detach", "--wait", "api-cluster")
+    wait_for("api-cluster serves", lambda: request("GET", "/v1/timestamps/e2e-cluster-probe",
+                                                     port=API_CLUSTER_PORT)[0] == 404, 30)
+    created = on_cluster("logs", "--no-color", "redis-cluster-create").stdout
+    assert "created a cluster of 6 nodes, 3 primaries" in created, created
+    info_1 = info(cluster_admin("redis-cluster-1", "CLUSTER", "INFO"))
+    assert info_1.get("cluster_state") == "ok" and info_1.get("cluster_size") == "3", info_1
+    flags = [row[1] for row in cluster_nodes()]
+    assert sum("master" in flag for flag in flags) == 3 and sum("slave" in flag for flag in flags) == 3, flags
+
+    for service in (*CLUSTER_NODES.values(), "redis-cluster-create"):
+        details = json.loads(run("docker", "inspect", cluster_container(service)).stdout)[0]
+        host = details["HostConfig"]
+        assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"], service
+        assert "no-new-privileges:true" in host["SecurityOpt"], service
+        assert details["Config"]["User"] in ("999:999", "10001:10001"), service
+        assert host["PidsLimit"] > 0 and host["Memory"] > 0 and host["NanoCpus"] > 0, service
+        assert not any(details["NetworkSettings"]["Ports"].values()), f"{service} has a host port"
+        networks = [name.removeprefix(PROJECT + "_") for name in details["NetworkSettings"]["Networks"]]
+        assert networks == ["redis-cluster"], (service, networks)
+    assert json.loads(run("docker", "network", "inspect", PROJECT + "_redis-cluster").stdout)[0]["Internal"] is True
+    for service in CLUSTER_NODES.values():
+        assert cluster_admin(service, "ACL", "LOG", "RESET") == "OK", service
+
+    # Names land on every shard.
+    for n in range(30):
+        status = put_json(f"/v1/timestamps/e2e-cluster-{n}", {"epoch_ms": 100 + n}, port=API_CLUSTER_PORT)[0]
+        assert status in (200, 201), (n, status)
+    primaries = {address: flag for address, flag, _ in cluster_nodes() if "master" in flag}
+    holding = {address: int(cluster_admin(CLUSTER_NODES[address], "DBSIZE")) for address in primaries}
+    assert all(count > 0 for count in holding.values()) and sum(holding.values()) >= 30, holding
+
+    # A later `up` runs the creator again: it finds the cluster and changes nothing.
+    before = sorted((address, "master" in flag) for address, flag, _ in cluster_nodes())
+    on_cluster("up", "--detach", "--wait", "api-cluster")
+    again = on_cluster("logs", "--no-color", "redis-cluster-create").stdout
+    assert "already form a cluster; left as it is" in again, again
+    assert sorted((address, "master" in flag) for address, flag, _ in cluster_nodes()) == before
+
+    # The primary of one name dies. The bound: the node timeout before its peers suspect it, up
+    # to as long again for a majority of primaries to report it (failure reports count for two
+    # node timeouts), the replica's election (0.5 to 1 s, plus 1 s per rank), then the service
+    # reading the new slot map; 10 s of margin for all but the first.
+    name = "e2e-cluster-0"
+    slot = cluster_admin("redis-cluster-1", "CLUSTER", "KEYSLOT", KEY_PREFIX + name)
+    owner = next(address for address, flag, slots in cluster_nodes() if "master" in flag and any(
+        int(r.split("-")[0]) <= int(slot) <= int(r.split("-")[-1]) for r in slots if not r.startswith("[")))
+    survivor = next(service for address, service in CLUSTER_NODES.items() if address != owner)
+    bound = 2 * NODE_TIMEOUT + 10
+    run("docker", "kill", "--signal", "KILL", cluster_container(CLUSTER_NODES[owner]))
+    killed = time.monotonic()
+    promoted = []  # when a survivor first saw the killed primary failed, its slots gone to its replica
+
+    def reads_again():
+        if not promoted and any(address == owner and "fail" in flag and not slots
+                                for address, flag, slots in cluster_nodes(survivor)):
+            promoted.append(time.monotonic() - killed)
+        return request("GET", f"/v1/timestamps/{name}", port=API_CLUSTER_PORT)[0] == 200
+
+    wait_for("the API reads the name again after its primary died", reads_again, bound)
+    recovered = time.monotonic() - killed
+    assert request("GET", f"/v1/timestamps/{name}", port=API_CLUSTER_PORT)[2]["epoch_ms"] == 100
+    print(f"    the API read the name again {recovered:.1f}s after docker kill of its primary (bound "
+          f"{bound:.0f}s); {survivor} saw its replica take its slots after "
+          f"{promoted[0] if promoted else float('nan'):.1f}s")
+    # Every name is still there, from every shard; the promoted primary has no replica yet, so
+    # a write to that shard is not acknowledged.
+    for n in range(30):
+        status, _, body, _ = request("GET", f"/v1/timestamps/e2e-cluster-{n}", port=API_CLUSTER_PORT)
+        assert status == 200 and body["epoch_ms"] == 100 + n, (n, status, body)
+    assert_problem(put_json(f"/v1/timestamps/{name}", {"epoch_ms": 1}, port=API_CLUSTER_PORT), 503, "not-replicated")
+
+    # The killed node comes back with its nodes.conf as a replica of the promoted one, and
+    # writes to that shard are acknowledged again.
+    on_cluster("up", "--detach", "--wait", CLUSTER_NODES[owner])
+    wait_for("the killed primary rejoins as a replica",
+             lambda: info(cluster_admin(CLUSTER_NODES[owner], "INFO", "replication")).get("master_link_status") == "up", 40)
+    wait_for("writes to its shard are acknowledged again",
+             lambda: put_json(f"/v1/timestamps/{name}", {"epoch_ms": 7}, port=API_CLUSTER_PORT)[0] in (200, 201), 15)
+    for service in CLUSTER_NODES.values():
+        assert cluster_admin(service, "ACL", "LOG") == "", f"{service} refused a command: {cluster_admin(service, 'ACL', 'LOG')}"
+
+
 def main():
     failures = skipped = 0
-    for function in TESTS:
+    # E2E_ONLY=<part of a name> runs only the tests whose names contain it (while working on them).
+    selected = [function for function in TESTS if os.environ.get("E2E_ONLY", "") in function.__name__]
+    for function in selected:
         started = time.monotonic()
         try:
             function()
@@ -706,7 +833,8 @@ def main():
             compose("up", "--detach", "--wait", check=False)
         else:
             print(f"ok   {function.__name__} ({time.monotonic() - started:.1f}s)")
-    print(f"e2e: {len(TESTS) - failures - skipped} passed, {failures} failed, {skipped} skipped")
+    print(f"e2e: {len(selected) - failures - skipped} passed, {failures} failed, {skipped} skipped"
+          + (f" ({len(TESTS) - len(selected)} not selected by E2E_ONLY)" if len(selected) < len(TESTS) else ""))
     return 1 if failures else 0
 
 

@@ -38,6 +38,47 @@ impl RedisCluster {
     }
 
     pub fn start_with(tls: Option<&ServerTls>) -> Self {
+        let cluster = Self::unjoined(tls);
+        let mut create = redis_cli();
+        if let Some(tls) = tls {
+            create
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(&tls.harness_ca)
+                .arg("--cert")
+                .arg(&tls.harness_client.cert)
+                .arg("--key")
+                .arg(&tls.harness_client.key);
+        }
+        let output = create
+            .arg("--cluster")
+            .arg("create")
+            .args(
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|node| format!("127.0.0.1:{}", node.port())),
+            )
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "running redis-cli --cluster create: {error}; the cluster tests need \
+                     redis-cli (Debian: apt-get install redis-tools) or REDIS_CLI_BIN"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        cluster.wait_until_whole(Duration::from_secs(10) + slack());
+        cluster
+    }
+
+    /// Six cluster-enabled nodes that know only themselves, for a test of joining them.
+    pub fn unjoined(tls: Option<&ServerTls>) -> Self {
         let node_timeout = NODE_TIMEOUT.as_millis().to_string();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
@@ -71,42 +112,7 @@ impl RedisCluster {
                 }
             })
             .collect();
-        let mut create = redis_cli();
-        if let Some(tls) = tls {
-            create
-                .arg("--tls")
-                .arg("--cacert")
-                .arg(&tls.harness_ca)
-                .arg("--cert")
-                .arg(&tls.harness_client.cert)
-                .arg("--key")
-                .arg(&tls.harness_client.key);
-        }
-        let output = create
-            .arg("--cluster")
-            .arg("create")
-            .args(
-                nodes
-                    .iter()
-                    .map(|node| format!("127.0.0.1:{}", node.port())),
-            )
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "running redis-cli --cluster create: {error}; the cluster tests need \
-                     redis-cli (Debian: apt-get install redis-tools) or REDIS_CLI_BIN"
-                )
-            });
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster create failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let cluster = Self { nodes };
-        cluster.wait_until_whole(Duration::from_secs(10) + slack());
-        cluster
+        Self { nodes }
     }
 
     /// The seed addresses for `redis.cluster.addresses`: every node.
