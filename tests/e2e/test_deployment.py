@@ -828,8 +828,9 @@ def main():
             failures += 1
             print(f"FAIL {function.__name__} ({time.monotonic() - started:.1f}s)")
             traceback.print_exc()
-            print(compose("ps", "--all", check=False).stdout)
-            print(compose("logs", "--no-color", "--tail", "20", check=False).stdout)
+            # Every profile's containers: a failing ha or cluster case needs its own logs.
+            print(compose("--profile", "*", "ps", "--all", check=False).stdout)
+            print(compose("--profile", "*", "logs", "--no-color", "--tail", "20", check=False).stdout)
             compose("up", "--detach", "--wait", check=False)
         else:
             print(f"ok   {function.__name__} ({time.monotonic() - started:.1f}s)")
