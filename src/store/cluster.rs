@@ -21,9 +21,7 @@ use futures_util::StreamExt;
 use futures_util::future::try_join_all;
 use futures_util::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionInfo, FromRedisValue, Pipeline, RedisError, Value,
-};
+use redis::{Cmd, ConnectionInfo, FromRedisValue, Pipeline, RedisError, Value};
 use tokio::sync::OnceCell;
 
 use super::dial::{DialError, Dialer};
@@ -218,12 +216,7 @@ impl Cluster {
                     .node
                     .clone()
                     .set_addr(self.dialer.address(node.host.clone(), node.port));
-                // No response timeout on the connection: every use of it has a deadline of its
-                // own, and a timeout inside redis-rs would look like a lost connection.
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.dialer.timeout()))
-                    .set_response_timeout(None);
-                async move { self.dialer.open(&info, config).await }
+                async move { self.dialer.open_for_commands(&info).await }
             })
             .await;
         let mut connection = match dialled {

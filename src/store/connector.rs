@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use redis::RedisError;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError};
 use tokio::sync::watch;
 
 use super::dial::{ConnectFailure, DialError, Dialer};
@@ -230,13 +230,8 @@ impl Connector {
         info: &redis::ConnectionInfo,
         primary: &str,
     ) -> Result<MultiplexedConnection, ConnectError> {
-        // No response timeout on the connection: every use of it has a deadline of its own,
-        // and a timeout inside redis-rs would look like a lost connection.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeouts.connect))
-            .set_response_timeout(None);
         self.dialer
-            .open(info, config)
+            .open_for_commands(info)
             .await
             .map_err(|source| ConnectError::Dial {
                 primary: primary.to_owned(),

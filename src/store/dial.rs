@@ -231,6 +231,19 @@ impl Dialer {
         }
     }
 
+    /// A connection for the data commands of the store, to a primary or a cluster node. It has
+    /// no response timeout: every use of it has a deadline of its own, and a timeout inside
+    /// redis-rs would look like a lost connection.
+    pub async fn open_for_commands(
+        &self,
+        info: &ConnectionInfo,
+    ) -> Result<MultiplexedConnection, DialError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(None);
+        self.open(info, config).await
+    }
+
     /// A connection to `info`'s address, set up (authenticated, database selected) and
     /// answering; `config` is the connection's own (its response timeout).
     pub async fn open(

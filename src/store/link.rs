@@ -181,9 +181,8 @@ impl Link {
     }
 }
 
-/// `redis.connect_timeout` and `redis.command_timeout`.
+/// `redis.command_timeout` (`redis.connect_timeout` is the dialer's).
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
-    pub connect: Duration,
     pub command: Duration,
 }

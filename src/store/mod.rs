@@ -182,7 +182,6 @@ impl Store {
                 target,
                 dialer,
                 Timeouts {
-                    connect: config.connect_timeout,
                     command: config.command_timeout,
                 },
                 config.min_replica_acks > 0,
