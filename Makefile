@@ -4,7 +4,7 @@
 -include .env
 export
 
-.PHONY: up test test-matrix contract lint openapi generate bench profile instructions secrets e2e
+.PHONY: up test test-matrix contract lint deny openapi generate bench profile instructions secrets e2e
 
 # Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C, or a
 # SIGTERM or SIGHUP to scripts/up alone, stops both (.ci/check-up). Needs cargo; installs
@@ -44,6 +44,11 @@ contract:
 # Every linter CI runs (.ci/lint): rustfmt, clippy, shellcheck, yamllint, actionlint, promtool.
 lint:
 	.ci/lint
+
+# The dependency policy (deny.toml: licences, bans, sources) with cargo-deny, offline, and a probe
+# crate under a refused licence that it must refuse (.ci/check-deny). Advisories: nix flake check.
+deny:
+	.ci/check-deny
 
 # Regenerate docs/openapi.json from the code (a test fails while it is stale).
 openapi:
