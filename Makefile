@@ -4,7 +4,7 @@
 -include .env
 export
 
-.PHONY: up test test-matrix contract lint deny openapi generate bench profile instructions secrets e2e
+.PHONY: up test test-matrix contract lint deny sbom signing openapi generate bench profile instructions secrets e2e
 
 # Service on 127.0.0.1:8080 (admin on 127.0.0.1:9090) with a private redis-server; Ctrl-C, or a
 # SIGTERM or SIGHUP to scripts/up alone, stops both (.ci/check-up). Needs cargo; installs
@@ -49,6 +49,19 @@ lint:
 # crate under a refused licence that it must refuse (.ci/check-deny). Advisories: nix flake check.
 deny:
 	.ci/check-deny
+
+# SBOMs in target/sbom/ (the crate by cargo cyclonedx, both images read from the images), checked
+# against the CycloneDX 1.5 schema, and the binary's embedded dependency list (cargo auditable)
+# against Cargo.lock (tests/supply-chain/sbom). Needs docker, cargo-cyclonedx and
+# cyclonedx-python-lib (.ci/run installs them), and what scripts/images needs.
+sbom:
+	tests/supply-chain/sbom
+
+# Both images pushed to a registry on 127.0.0.1, signed with a key made for the run, and pulled
+# under a signature policy: signed by that key allowed, unsigned or signed by another key refused
+# (tests/supply-chain/signing). Needs docker; installs skopeo and docker-registry if missing.
+signing:
+	tests/supply-chain/signing
 
 # Regenerate docs/openapi.json from the code (a test fails while it is stale).
 openapi:
