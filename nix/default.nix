@@ -59,13 +59,53 @@ let
     inherit pkgs layeredImage;
     tag = imageTag;
   };
+  sboms = import ./sbom.nix {
+    inherit
+      pkgs
+      craneLib
+      crate
+      image
+      redis-image
+      ;
+  };
+
+  # The service's image for aarch64-linux, cross-compiled here (crane's cross-rust-overlay
+  # example): nixpkgs with that host platform, the pinned toolchain with its target added (crane
+  # sets CARGO_BUILD_TARGET and the linker from the platform), and the same package and image
+  # expressions. The release publishes it with the x86_64 one under one multi-arch index.
+  aarch64Pkgs = import nixpkgs {
+    localSystem = system;
+    crossSystem = "aarch64-linux";
+    overlays = [ (import rust-overlay) ];
+  };
+  aarch64CraneLib = (crane.mkLib aarch64Pkgs).overrideToolchain (
+    p: p.rust-bin.fromRustupToolchain (rustToolchain // { targets = [ "aarch64-unknown-linux-gnu" ]; })
+  );
+  image-aarch64 = import ./image.nix {
+    layeredImage = import ./layered-image.nix {
+      pkgs = aarch64Pkgs;
+      inherit gitRevision;
+    };
+    inherit
+      (import ./package.nix {
+        pkgs = aarch64Pkgs;
+        craneLib = aarch64CraneLib;
+        inherit gitRevision;
+      })
+      package
+      ;
+    tag = imageTag;
+  };
 in
 {
   packages = {
     default = crate.package;
     timestamp-api = crate.package;
     inherit image image-with-ca-bundle redis-image;
-  };
+  }
+  // sboms.packages
+  # On aarch64-linux, `image` is already that platform's.
+  // lib.optionalAttrs (system == "x86_64-linux") { inherit image-aarch64; };
 
   checks =
     import ./checks.nix {
@@ -80,6 +120,7 @@ in
     # (docs/nix.md); one architecture is enough to prove them.
     // lib.optionalAttrs (system == "x86_64-linux") {
       inherit image redis-image;
+      inherit (sboms.checks) sbom-valid;
       nixos-module = import ./nixos-test.nix {
         inherit pkgs;
         module = self.nixosModules.default;

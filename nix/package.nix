@@ -43,6 +43,12 @@ let
       inherit cargoArtifacts;
       # The integration tests need a redis-server: they run in the nextest check instead.
       doCheck = false;
+      # The crates it is made of, embedded in the binary (cargo auditable), for scanners that
+      # read the image (`cargo audit bin`, Trivy, Grype); scripts/standin-images builds the same
+      # way. pkgsBuildHost: the tool runs on the build machine, also when cross-compiling. The
+      # profile is crane's default, release.
+      nativeBuildInputs = [ pkgs.pkgsBuildHost.cargo-auditable ];
+      cargoBuildCommand = "cargo auditable build --release";
       # Read at compile time by src/version.rs. Kept out of commonArgs: a new revision must not
       # rebuild the dependencies.
       TSAPI_GIT_SHA = gitRevision;
