@@ -105,7 +105,10 @@ in
   }
   // sboms.packages
   # On aarch64-linux, `image` is already that platform's.
-  // lib.optionalAttrs (system == "x86_64-linux") { inherit image-aarch64; };
+  // lib.optionalAttrs (system == "x86_64-linux") {
+    inherit image-aarch64;
+    image-aarch64-sbom = sboms.imageSbom "timestamp-api-image-aarch64" image-aarch64;
+  };
 
   checks =
     import ./checks.nix {

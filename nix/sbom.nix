@@ -41,6 +41,8 @@ let
   );
 in
 {
+  # For images built elsewhere in the flake (image-aarch64, nix/default.nix).
+  inherit imageSbom;
   packages = {
     inherit sbom image-sbom redis-image-sbom;
   };
