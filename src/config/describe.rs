@@ -187,6 +187,168 @@ mod tests {
         let keys = describe();
         check_copy("nix/config-keys.json", &json(&keys));
         check_block("docs/configuration.md", "keys", &markdown_table(&keys));
+        let mut otel = String::from("| Variable | Key |\n|---|---|\n");
+        for (variable, key) in super::super::traces::OTEL_VARIABLES {
+            otel.push_str(&format!("| `{variable}` | `{key}` |\n"));
+        }
+        check_block("docs/configuration.md", "otel-variables", &otel);
+    }
+
+    /// README.md's table of the common variables is written by hand, since it groups and
+    /// annotates them; this holds every variable and default it names to the code's, so a
+    /// renamed key or a changed default cannot leave it behind.
+    #[test]
+    fn the_readme_table_names_real_variables_with_their_defaults() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let errors = readme_table_errors(&readme, &describe());
+        assert!(errors.is_empty(), "README.md:\n{}", errors.join("\n"));
+    }
+
+    #[test]
+    fn the_readme_check_catches_a_wrong_name_or_default() {
+        let keys = describe();
+        let table = |row: &str| format!("| Environment variable | Default |\n|---|---|\n{row}\n\n");
+        assert_eq!(
+            readme_table_errors(
+                &table("| `TSAPI_REDIS__CONNECT_TIMEOUT` / `TSAPI_LOG` | `250ms` / `info` |"),
+                &keys
+            ),
+            Vec::<String>::new()
+        );
+        for (row, error) in [
+            (
+                "| `TSAPI_REDIS__TIMEOUT` | `250ms` |",
+                "TSAPI_REDIS__TIMEOUT is no key's variable",
+            ),
+            (
+                "| `TSAPI_REDIS__CONNECT_TIMEOUT` | `1s` |",
+                "TSAPI_REDIS__CONNECT_TIMEOUT: the default is `250ms`, not `1s`",
+            ),
+            (
+                "| `TSAPI_REDIS__USERNAME` | `admin` |",
+                "TSAPI_REDIS__USERNAME: the default is unset, not `admin`",
+            ),
+            (
+                "| `TSAPI_LOG` | unset |",
+                "TSAPI_LOG: the default is `info`, not unset",
+            ),
+            (
+                "| `TSAPI_TRACES__ENDPOINT` or `OTEL_SERVICE_NAME` | unset |",
+                "OTEL_SERVICE_NAME does not set TSAPI_TRACES__ENDPOINT",
+            ),
+            (
+                "| `TSAPI_LOG` / `TSAPI_LOG_FORMAT` | `info` / `json` / `x` |",
+                "3 defaults for 2 variables",
+            ),
+        ] {
+            assert_eq!(readme_table_errors(&table(row), &keys), [error], "{row}");
+        }
+        assert_eq!(
+            readme_table_errors("no table", &keys),
+            ["no `| Environment variable | Default |` table"]
+        );
+    }
+
+    /// What is wrong with the `| Environment variable | Default |` table of `readme`. A row
+    /// names variables separated by ` / ` (one key each, perhaps `or` its `OTEL_*` twin) and
+    /// their defaults in the same order, or one default for all of them; `unset…` is no default.
+    fn readme_table_errors(readme: &str, keys: &[KeyDescription]) -> Vec<String> {
+        let rows: Vec<&str> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| Environment variable | Default |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        if rows.is_empty() {
+            return vec!["no `| Environment variable | Default |` table".into()];
+        }
+        let quoted = |text: &str| -> Vec<String> {
+            text.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut errors = Vec::new();
+        for row in rows {
+            let cells: Vec<&str> = row
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let [variables, defaults] = cells[..] else {
+                errors.push(format!("{row}: not two cells"));
+                continue;
+            };
+            let variables: Vec<&str> = variables.split(" / ").collect();
+            let mut defaults: Vec<&str> = defaults.split(" / ").collect();
+            if defaults.len() == 1 {
+                defaults = vec![defaults[0]; variables.len()];
+            }
+            if defaults.len() != variables.len() {
+                errors.push(format!(
+                    "{} defaults for {} variables",
+                    defaults.len(),
+                    variables.len()
+                ));
+                continue;
+            }
+            for (names, default) in variables.into_iter().zip(defaults) {
+                // Other quoted words in the cell (`rediss://`) are comments.
+                let names: Vec<String> = quoted(names)
+                    .into_iter()
+                    .filter(|word| {
+                        word.bytes().all(|byte| {
+                            byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_'
+                        })
+                    })
+                    .collect();
+                let Some((env, twins)) = names.split_first() else {
+                    errors.push(format!("{row}: a group without a variable"));
+                    continue;
+                };
+                let Some(key) = keys.iter().find(|key| key.env == *env) else {
+                    errors.push(format!("{env} is no key's variable"));
+                    continue;
+                };
+                for twin in twins {
+                    if key.otel_env != Some(twin.as_str()) {
+                        errors.push(format!("{twin} does not set {env}"));
+                    }
+                }
+                let written = if default.starts_with("unset") {
+                    None
+                } else {
+                    quoted(default).into_iter().next()
+                };
+                let actual = match &key.default {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(text)) => Some(text.clone()),
+                    Some(value) => Some(value.to_string()),
+                };
+                // `1` in the table is the `1.0` of the schema.
+                let number = |text: &String| text.parse::<f64>().ok();
+                let same = written == actual
+                    || matches!((&written, &actual),
+                        (Some(written), Some(actual)) if number(written).is_some()
+                            && number(written) == number(actual));
+                if !same {
+                    let show = |value: &Option<String>| {
+                        value
+                            .as_ref()
+                            .map_or("unset".to_owned(), |text| format!("`{text}`"))
+                    };
+                    errors.push(format!(
+                        "{env}: the default is {}, not {}",
+                        show(&actual),
+                        show(&written)
+                    ));
+                }
+            }
+        }
+        errors
     }
 
     #[test]
@@ -218,6 +380,10 @@ mod tests {
         assert_eq!(
             find("traces.endpoint").otel_env,
             Some("OTEL_EXPORTER_OTLP_ENDPOINT")
+        );
+        assert_eq!(
+            find("traces.url").otel_env,
+            Some("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         );
         assert_eq!(find("traces.queue_size").otel_env, None);
         assert!(find("log_format").description.starts_with("`json`"));
