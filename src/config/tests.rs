@@ -659,8 +659,39 @@ fn traces_are_off_by_default_and_the_otel_variables_turn_them_on() {
 }
 
 #[test]
+fn the_traces_endpoint_variable_is_a_whole_url_that_wins_over_the_base_one() {
+    Jail::expect_with(|jail| {
+        let tempo = "http://tempo:4318/otlp/traces";
+        jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+        jail.set_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", tempo);
+        assert_eq!(
+            load_in(jail, None).unwrap().traces.traces_url().as_deref(),
+            Some(tempo)
+        );
+        jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "");
+        assert_eq!(
+            load_in(jail, None).unwrap().traces.traces_url().as_deref(),
+            Some(tempo)
+        );
+        jail.set_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "");
+        assert_eq!(load_in(jail, None).unwrap().traces.traces_url(), None);
+        jail.set_env("TSAPI_TRACES__URL", "http://agent:4318/v1/traces");
+        assert_eq!(
+            load_in(jail, None).unwrap().traces.traces_url().as_deref(),
+            Some("http://agent:4318/v1/traces")
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn bad_trace_settings_name_the_otel_variable_they_came_from() {
     for (variable, value, expected) in [
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "https://tempo:4318/v1/traces",
+            "traces.url (from environment variable OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): https://",
+        ),
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "https://collector:4318",

@@ -19,8 +19,9 @@ use super::duration;
 use super::redis::Refuse;
 
 /// The standard variables read, and the key each one sets.
-pub const OTEL_VARIABLES: [(&str, &str); 6] = [
+pub const OTEL_VARIABLES: [(&str, &str); 7] = [
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "traces.endpoint"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "traces.url"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "traces.protocol"),
     ("OTEL_SERVICE_NAME", "traces.service_name"),
     ("OTEL_RESOURCE_ATTRIBUTES", "traces.resource_attributes"),
@@ -45,10 +46,17 @@ pub struct TracesConfig {
     /// Base URL of an OTLP/HTTP receiver (an OpenTelemetry Collector, Grafana Tempo, Jaeger),
     /// such as `http://otel-collector:4318`; spans are posted to `<endpoint>/v1/traces` as
     /// protobuf. `http://` only: run a collector next to the service to reach a receiver that
-    /// needs TLS or credentials. Unset (the default), no span is made and nothing is exported.
-    ///
+    /// needs TLS or credentials. Unset (the default) with `url` unset too, no span is made and
+    /// nothing is exported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The whole URL spans are posted to, used as given (no path is added), such as
+    /// `http://otel-collector:4318/v1/traces`: for a receiver whose traces path is not
+    /// `/v1/traces`, or a platform that sets `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. Wins over
+    /// `endpoint`, as the OpenTelemetry specification has a signal's own variable win over the
+    /// shared one. `http://` only, like `endpoint`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The OTLP transport; only `http/protobuf` is built in. A platform asking for another one
     /// is told so at start-up, instead of losing every span.
     pub protocol: Protocol,
@@ -105,6 +113,7 @@ impl Default for TracesConfig {
     fn default() -> Self {
         Self {
             endpoint: None,
+            url: None,
             protocol: Protocol::HttpProtobuf,
             service_name: None,
             resource_attributes: None,
@@ -152,6 +161,9 @@ impl TracesConfig {
         if let Some(endpoint) = &self.endpoint {
             traces_url(endpoint).map_err(|message| refuse("traces.endpoint", message))?;
         }
+        if let Some(url) = &self.url {
+            check_http_url(url).map_err(|message| refuse("traces.url", message))?;
+        }
         if let Some(name) = &self.service_name
             && (name.is_empty() || name.len() > MAX_RESOURCE_BYTES)
         {
@@ -193,6 +205,9 @@ impl TracesConfig {
 
     /// Where spans are posted, when tracing is on.
     pub fn traces_url(&self) -> Option<String> {
+        if let Some(url) = &self.url {
+            return check_http_url(url).ok().map(|()| url.clone());
+        }
         self.endpoint
             .as_deref()
             .and_then(|endpoint| traces_url(endpoint).ok())
@@ -217,7 +232,13 @@ impl TracesConfig {
 
 /// `<endpoint>/v1/traces`, as the OTLP specification builds it from a base URL.
 fn traces_url(endpoint: &str) -> Result<String, String> {
-    let uri: hyper::Uri = endpoint
+    check_http_url(endpoint)?;
+    Ok(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+}
+
+/// Refuses what the exporter cannot post to: anything but an `http://` URL with a host.
+fn check_http_url(text: &str) -> Result<(), String> {
+    let uri: hyper::Uri = text
         .parse()
         .map_err(|error| format!("not a URL: {error}"))?;
     match uri.scheme_str() {
@@ -237,7 +258,7 @@ fn traces_url(endpoint: &str) -> Result<String, String> {
     if uri.query().is_some() {
         return Err("must not have a query".into());
     }
-    Ok(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+    Ok(())
 }
 
 /// The `key=value,…` list of `OTEL_RESOURCE_ATTRIBUTES`, values percent-decoded.

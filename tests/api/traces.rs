@@ -214,6 +214,29 @@ async fn an_incoming_traceparent_is_continued_down_to_each_redis_command_and_int
 }
 
 #[tokio::test]
+async fn the_signal_specific_endpoint_is_posted_to_as_given_and_wins_over_the_base_one() {
+    // A platform that sets both, the base one pointing elsewhere: the spans must reach the
+    // URL of OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, with no second `/v1/traces` added to it.
+    let collector = Collector::start(Behaviour::Accept).await;
+    let redis = RedisServer::start();
+    let url = format!("{}/v1/traces", collector.endpoint());
+    let elsewhere = Collector::down_endpoint();
+    let service = ServiceProcess::against(
+        &redis,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", elsewhere.as_str()),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url.as_str()),
+        ],
+    );
+    assert_eq!(service.api.get("/v1/timestamps/signal").await.status, 404);
+    collector
+        .span(exported_within(), |span| {
+            span.span.name == "GET /v1/timestamps/{name}"
+        })
+        .await;
+}
+
+#[tokio::test]
 async fn a_request_the_sampler_leaves_out_makes_no_span_and_its_log_no_trace_id() {
     let collector = Collector::start(Behaviour::Accept).await;
     let redis = RedisServer::start();

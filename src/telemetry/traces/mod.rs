@@ -1,13 +1,13 @@
 //! OpenTelemetry traces: a server span per API request, continued from the caller's W3C
 //! `traceparent`, with a client span per Redis command under it, exported over OTLP/HTTP.
 //!
-//! Off unless `traces.endpoint` is set; then `enabled()` is true and the request path makes
-//! spans: `request_span` on the API listener, `redis_span` around each command, `event` for
-//! what a request saw of a reconnection or a failover. The sampler decides before a request's
-//! span exists, so a request it leaves out makes no span, and neither do the commands sent
-//! outside a traced request (a probe's PING). Spans carry the route template, the method, the status and the command's
-//! name, never a path, a key, a value or a password. The traced spans have their own target
-//! (`SPANS`): the log leaves the Redis spans out, and `trace_id`/`span_id` in each log line
+//! Off unless `traces.endpoint` or `traces.url` is set; then `enabled()` is true and the request
+//! path makes spans: `request_span` on the API listener, `redis_span` around each command, `event`
+//! for what a request saw of a reconnection or a failover. The sampler decides before a request's
+//! span exists, so a request it leaves out makes no span, and neither do the commands sent outside
+//! a traced request (a probe's PING). Spans carry the route template, the method, the status and
+//! the command's name, never a path, a key, a value or a password. The traced spans have their own
+//! target (`SPANS`): the log leaves the Redis spans out, and `trace_id`/`span_id` in each log line
 //! written inside a request (`current_ids`) join the log to the trace.
 //!
 //! Export is off the request path: `queue` (a bounded, counted queue and one export task) and

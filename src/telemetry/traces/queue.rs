@@ -175,7 +175,7 @@ async fn export<E: SpanExporter>(
                     tracing::warn!(
                         %error,
                         spans = count,
-                        fix = "check that the collector at traces.endpoint is up and accepts OTLP/HTTP",
+                        fix = "check that the collector at traces.url or traces.endpoint is up and accepts OTLP/HTTP",
                         "traces: an export failed; its spans are lost"
                     );
                 }
