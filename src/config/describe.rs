@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Config, ENV_PREFIX};
+use super::{Config, env_variable};
 
 /// One configuration key, as the reference tables and the NixOS module need it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,10 +80,7 @@ fn section(root: &Value, schema: &Value, prefix: &str, keys: &mut Vec<KeyDescrip
             continue;
         }
         keys.push(KeyDescription {
-            env: format!(
-                "{ENV_PREFIX}{}",
-                key.replace('.', "__").to_ascii_uppercase()
-            ),
+            env: env_variable(&key),
             otel_env: super::traces::otel_variable(&key),
             kind: kind_of(target),
             values: target["enum"]

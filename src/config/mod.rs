@@ -368,9 +368,15 @@ fn origin_of(figment: &Figment, key: &str) -> String {
             "environment variable {}",
             traces::otel_variable(key).unwrap_or("OTEL_*")
         ),
-        _ => format!(
-            "environment variable {ENV_PREFIX}{}",
-            key.replace('.', "__").to_ascii_uppercase()
-        ),
+        _ => format!("environment variable {}", env_variable(key)),
     }
+}
+
+/// The `TSAPI_*` variable that sets `key` (`redis.tls.ca_file` is
+/// `TSAPI_REDIS__TLS__CA_FILE`), as `Env::prefixed(ENV_PREFIX).split("__")` reads it.
+pub fn env_variable(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
 }
