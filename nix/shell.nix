@@ -29,7 +29,8 @@ craneLib.devShell {
     shellcheck
     actionlint
     prometheus.cli # promtool alone: nixpkgs' prometheus moves it to the `cli` output
-    python3
+    # PyYAML: deploy/observability/check-dashboard reads the alert rules with it.
+    (python3.withPackages (ps: [ ps.pyyaml ]))
     wrk
     curl
   ];
